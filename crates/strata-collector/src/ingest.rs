@@ -1,0 +1,321 @@
+//! One tracking request: authenticate, parse, normalise each message, append
+//! accepted and rejected records to the log and wait until they are durable.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use strata_core::event::{EventType, LogRecord, QuarantineRecord, RejectReason};
+use strata_core::normalize::{Envelope, Rejection, normalize, person_key};
+use strata_log::partition_for_key;
+
+use crate::Collector;
+use crate::auth::{HeaderKey, basic_key};
+use crate::body::{BodyError, read_limited};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    Single(EventType),
+    Batch,
+}
+
+impl Endpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Single(t) => t.as_str(),
+            Endpoint::Batch => "batch",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    #[serde(default, rename = "sentAt")]
+    sent_at: Option<Value>,
+}
+
+/// Records of one request, grouped by log partition.
+struct Pending {
+    per_partition: Vec<Vec<Bytes>>,
+    accepted: usize,
+    rejected: usize,
+}
+
+impl Pending {
+    fn new(partitions: u32) -> Self {
+        Self {
+            per_partition: vec![Vec::new(); partitions as usize],
+            accepted: 0,
+            rejected: 0,
+        }
+    }
+
+    fn push(&mut self, key: &str, record: &LogRecord) {
+        let partition = partition_for_key(key, self.per_partition.len() as u32) as usize;
+        self.per_partition[partition].push(Bytes::from(record.encode()));
+    }
+}
+
+pub async fn handle(
+    collector: Collector,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let response = handle_inner(&collector, endpoint, &headers, body).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("strata_collector_requests_total", "endpoint" => endpoint.label(), "status" => status)
+        .increment(1);
+    metrics::histogram!("strata_collector_request_seconds", "endpoint" => endpoint.label())
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle_inner(
+    collector: &Collector,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    // Bounded work in flight is what keeps memory bounded under overload.
+    let Ok(_permit) = collector.inner.inflight.clone().try_acquire_owned() else {
+        return overloaded("too many requests in flight");
+    };
+    let header_source = match basic_key(headers) {
+        HeaderKey::Present(key) => match collector.source_for_key(&key) {
+            Some(source) => Some(source.to_string()),
+            None => return unauthorized("unknown write key"),
+        },
+        HeaderKey::Malformed => return unauthorized("malformed Authorization header"),
+        HeaderKey::Absent => None,
+    };
+    let limit = collector.inner.limits.max_request_bytes;
+    let received_at = Utc::now();
+    let raw = match read_limited(headers, body, limit).await {
+        Ok(raw) => raw,
+        Err(BodyError::Io(message)) => {
+            return error_response(StatusCode::BAD_REQUEST, "body_read_failed", &message);
+        }
+        Err(BodyError::TooLarge { prefix }) => {
+            let detail = format!("request body exceeds {limit} bytes");
+            if let Some(source) = &header_source {
+                let raw = String::from_utf8_lossy(&prefix).into_owned();
+                let record = quarantine(received_at, source, RejectReason::RequestTooLarge, &detail, raw);
+                if let Err(response) = store_single(collector, &record).await {
+                    return response;
+                }
+            }
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", &detail);
+        }
+        Err(BodyError::BadGzip { raw, message }) => {
+            let Some(source) = &header_source else {
+                return unauthorized("missing write key");
+            };
+            let detail = format!("body is not valid gzip: {message}");
+            let encoded = format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(&raw)
+            );
+            let record = quarantine(received_at, source, RejectReason::InvalidJson, &detail, encoded);
+            if let Err(response) = store_single(collector, &record).await {
+                return response;
+            }
+            return error_response(StatusCode::BAD_REQUEST, "invalid_json", &detail);
+        }
+    };
+
+    let parsed: Result<Value, _> = serde_json::from_slice(&raw);
+    let source = match (&header_source, &parsed) {
+        (Some(source), _) => source.clone(),
+        (None, Ok(Value::Object(map))) => match map.get("writeKey") {
+            Some(Value::String(key)) => match collector.source_for_key(key) {
+                Some(source) => source.to_string(),
+                None => return unauthorized("unknown write key"),
+            },
+            _ => return unauthorized("missing write key"),
+        },
+        (None, _) => return unauthorized("missing write key"),
+    };
+
+    let root = match parsed {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return reject_request(collector, &source, &raw, received_at, RejectReason::NotSegmentPayload,
+                "body must be a JSON object").await;
+        }
+        Err(e) => {
+            let detail = format!("body is not JSON: {e}");
+            return reject_request(collector, &source, &raw, received_at, RejectReason::InvalidJson, &detail).await;
+        }
+    };
+
+    let partitions = collector.inner.log.partition_count();
+    let max_message = collector.inner.limits.max_message_bytes;
+    let mut pending = Pending::new(partitions);
+    match endpoint {
+        Endpoint::Single(event_type) => {
+            let envelope = Envelope {
+                received_at,
+                source: &source,
+                implied_type: Some(event_type),
+                batch_context: None,
+                batch_sent_at: None,
+            };
+            if raw.len() > max_message {
+                let detail = format!("message exceeds {max_message} bytes");
+                reject_message(&mut pending, &envelope, &raw, RejectReason::MessageTooLarge, detail);
+            } else {
+                accept_or_reject(&mut pending, &envelope, root, &raw);
+            }
+        }
+        Endpoint::Batch => {
+            let batch: BatchBody<'_> = match serde_json::from_slice(&raw) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let detail = format!("not a Segment batch: {e}");
+                    return reject_request(collector, &source, &raw, received_at,
+                        RejectReason::NotSegmentPayload, &detail).await;
+                }
+            };
+            let envelope = Envelope {
+                received_at,
+                source: &source,
+                implied_type: None,
+                batch_context: batch.context.as_ref(),
+                batch_sent_at: batch.sent_at.as_ref(),
+            };
+            for item in &batch.batch {
+                let text = item.get().as_bytes();
+                if text.len() > max_message {
+                    let detail = format!("message exceeds {max_message} bytes");
+                    reject_message(&mut pending, &envelope, text, RejectReason::MessageTooLarge, detail);
+                    continue;
+                }
+                match serde_json::from_str::<Value>(item.get()) {
+                    Ok(Value::Object(map)) => accept_or_reject(&mut pending, &envelope, map, text),
+                    _ => reject_message(&mut pending, &envelope, text, RejectReason::NotSegmentPayload,
+                        "batch item is not a JSON object".into()),
+                }
+            }
+        }
+    }
+
+    let (accepted, rejected) = (pending.accepted, pending.rejected);
+    if let Err(response) = append_all(collector, pending.per_partition).await {
+        return response;
+    }
+    metrics::counter!("strata_collector_messages_total", "outcome" => "accepted").increment(accepted as u64);
+    metrics::counter!("strata_collector_messages_total", "outcome" => "rejected").increment(rejected as u64);
+    (
+        StatusCode::OK,
+        axum::Json(json!({"success": true, "accepted": accepted, "rejected": rejected})),
+    )
+        .into_response()
+}
+
+fn accept_or_reject(pending: &mut Pending, envelope: &Envelope<'_>, message: Map<String, Value>, raw: &[u8]) {
+    match normalize(message, envelope) {
+        Ok(event) => {
+            let key = person_key(&event).to_owned();
+            pending.push(&key, &LogRecord::Event(event));
+            pending.accepted += 1;
+        }
+        Err(Rejection { reason, detail }) => reject_message(pending, envelope, raw, reason, detail),
+    }
+}
+
+fn reject_message(pending: &mut Pending, envelope: &Envelope<'_>, raw: &[u8], reason: RejectReason, detail: String) {
+    metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
+    let raw = String::from_utf8_lossy(raw).into_owned();
+    let key = raw.clone();
+    let record = quarantine(envelope.received_at, envelope.source, reason, &detail, raw);
+    pending.push(&key, &record);
+    pending.rejected += 1;
+}
+
+fn quarantine(
+    received_at: chrono::DateTime<Utc>,
+    source: &str,
+    reason: RejectReason,
+    detail: &str,
+    raw: String,
+) -> LogRecord {
+    LogRecord::Quarantine(QuarantineRecord {
+        received_at: received_at.timestamp_micros(),
+        source: source.to_string(),
+        reason,
+        detail: detail.to_string(),
+        raw,
+    })
+}
+
+/// A whole request that is not a Segment payload: keep its body, answer 400.
+async fn reject_request(
+    collector: &Collector,
+    source: &str,
+    raw: &[u8],
+    received_at: chrono::DateTime<Utc>,
+    reason: RejectReason,
+    detail: &str,
+) -> Response {
+    metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
+    let record = quarantine(received_at, source, reason, detail, String::from_utf8_lossy(raw).into_owned());
+    if let Err(response) = store_single(collector, &record).await {
+        return response;
+    }
+    error_response(StatusCode::BAD_REQUEST, reason.as_str(), detail)
+}
+
+async fn store_single(collector: &Collector, record: &LogRecord) -> Result<(), Response> {
+    let mut pending = Pending::new(collector.inner.log.partition_count());
+    pending.push("", record);
+    append_all(collector, pending.per_partition).await
+}
+
+async fn append_all(collector: &Collector, per_partition: Vec<Vec<Bytes>>) -> Result<(), Response> {
+    let log = &collector.inner.log;
+    let appends = per_partition
+        .into_iter()
+        .enumerate()
+        .filter(|(_, records)| !records.is_empty())
+        .map(|(partition, records)| log.append(partition as u32, records));
+    for result in futures::future::join_all(appends).await {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "log append failed");
+            return Err(overloaded("the log cannot take writes right now"));
+        }
+    }
+    Ok(())
+}
+
+fn error_response(status: StatusCode, error: &str, message: &str) -> Response {
+    (status, axum::Json(json!({"success": false, "error": error, "message": message}))).into_response()
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"strata\""));
+    response
+}
+
+fn overloaded(message: &str) -> Response {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

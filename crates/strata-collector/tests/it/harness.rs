@@ -1,0 +1,102 @@
+use std::sync::Arc;
+
+use strata_collector::Collector;
+use strata_core::config::{CollectorConfig, SourceConfig};
+use strata_core::event::LogRecord;
+use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+
+pub const KEY: &str = "wk_test";
+
+pub struct Harness {
+    pub base: String,
+    pub log: Arc<EmbeddedLog>,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with_limits(CollectorConfig::default()).await
+    }
+
+    pub async fn with_limits(limits: CollectorConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(
+            dir.path().join("log"),
+            EmbeddedLogConfig {
+                partitions: 3,
+                ..EmbeddedLogConfig::default()
+            },
+        )
+        .unwrap();
+        let sources = vec![SourceConfig {
+            name: "web".into(),
+            write_key: KEY.into(),
+        }];
+        let collector = Collector::new(&sources, log.clone(), limits);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, strata_collector::router(collector)).await.unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            log,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+    }
+
+    pub fn post_auth(&self, path: &str) -> reqwest::RequestBuilder {
+        self.post(path).basic_auth(KEY, Some(""))
+    }
+
+    /// Every record durable in the log, across partitions.
+    pub async fn records(&self) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        for p in 0..self.log.partition_count() {
+            let mut from = 0;
+            loop {
+                let entries = self.log.read(p, from, 1 << 20).await.unwrap();
+                let Some(last) = entries.last() else { break };
+                from = last.offset + 1;
+                out.extend(entries.iter().map(|e| LogRecord::decode(&e.payload).unwrap()));
+            }
+        }
+        out
+    }
+
+    pub async fn events(&self) -> Vec<strata_core::BronzeEvent> {
+        self.records()
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                LogRecord::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub async fn quarantined(&self) -> Vec<strata_core::QuarantineRecord> {
+        self.records()
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                LogRecord::Quarantine(q) => Some(q),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub async fn json_of(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}

@@ -1,0 +1,98 @@
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::json;
+use strata_core::config::CollectorConfig;
+use strata_core::event::RejectReason;
+use tokio::io::AsyncWriteExt;
+
+use crate::harness::{Harness, json_of};
+
+#[tokio::test]
+async fn request_over_500_kb_is_413() {
+    let h = Harness::start().await;
+    let big = "x".repeat(600 * 1024);
+    let request = json!({"batch": [{"type": "track", "userId": "u", "event": "A", "properties": {"p": big}}]});
+    let r = h.post_auth("/v1/batch").body(serde_json::to_vec(&request).unwrap()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert!(h.events().await.is_empty());
+    // The rejected bytes are kept (up to the limit) with their reason.
+    let q = h.quarantined().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, RejectReason::RequestTooLarge);
+    assert_eq!(q[0].raw.len(), 500 * 1024);
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_413_after_decompression() {
+    let h = Harness::start().await;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(b"{\"batch\": [").unwrap();
+    encoder.write_all(&vec![b' '; 20 * 1024 * 1024]).unwrap();
+    encoder.write_all(b"]}").unwrap();
+    let gz = encoder.finish().unwrap();
+    assert!(gz.len() < 100 * 1024);
+    let r = h.post_auth("/v1/batch").header("content-encoding", "gzip").body(gz).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn message_over_32_kb_is_rejected_and_the_rest_accepted() {
+    let h = Harness::start().await;
+    let big = "y".repeat(33 * 1024);
+    let request = json!({"batch": [
+        {"type": "track", "userId": "u", "event": "Small", "messageId": "s1"},
+        {"type": "track", "userId": "u", "event": "Big", "messageId": "b1", "properties": {"blob": big}},
+        {"type": "track", "userId": "u", "event": "Small", "messageId": "s2"}
+    ]});
+    let (status, v) = json_of(
+        h.post_auth("/v1/batch").body(serde_json::to_vec(&request).unwrap()).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v, json!({"success": true, "accepted": 2, "rejected": 1}));
+    let q = h.quarantined().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, RejectReason::MessageTooLarge);
+    assert!(q[0].raw.contains("\"b1\""));
+    // A single-message endpoint with an oversized message: 200, rejected 1.
+    let msg = json!({"userId": "u", "event": "Big", "properties": {"blob": big}});
+    let (status, v) = json_of(h.post_auth("/v1/track").body(serde_json::to_vec(&msg).unwrap()).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["rejected"], 1);
+}
+
+#[tokio::test]
+async fn overload_is_503_with_retry_after() {
+    let h = Harness::with_limits(CollectorConfig {
+        max_inflight_requests: 1,
+        ..CollectorConfig::default()
+    })
+    .await;
+    // Hold the only slot with a request whose body never finishes arriving.
+    let addr = h.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic d2tfdGVzdDo=\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"userId\":"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = h
+        .post_auth("/v1/track")
+        .body(serde_json::to_vec(&json!({"userId": "u", "event": "A"})).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = h
+        .post_auth("/v1/track")
+        .body(serde_json::to_vec(&json!({"userId": "u", "event": "A"})).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

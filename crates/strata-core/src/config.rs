@@ -1,0 +1,273 @@
+//! The TOML configuration of SPEC §1. Every key has a default, unknown keys are
+//! errors that name the key, and `strata serve` works with no file at all.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub sources: Vec<SourceConfig>,
+    pub funnels: Vec<FunnelConfig>,
+    pub experiments: ExperimentsConfig,
+    pub orchestrator: OrchestratorConfig,
+    pub collector: CollectorConfig,
+    pub log: LogConfig,
+    pub loader: LoaderConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./strata-data"),
+            admin_token: None,
+            sources: Vec::new(),
+            funnels: Vec::new(),
+            experiments: ExperimentsConfig::default(),
+            orchestrator: OrchestratorConfig::default(),
+            collector: CollectorConfig::default(),
+            log: LogConfig::default(),
+            loader: LoaderConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    pub write_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelConfig {
+    pub name: String,
+    pub steps: Vec<String>,
+    #[serde(default = "default_funnel_window", deserialize_with = "de_duration")]
+    pub window: Duration,
+}
+
+fn default_funnel_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentsConfig {
+    pub conversion_event: String,
+    #[serde(deserialize_with = "de_duration")]
+    pub conversion_window: Duration,
+}
+
+impl Default for ExperimentsConfig {
+    fn default() -> Self {
+        Self {
+            conversion_event: "Order Completed".into(),
+            conversion_window: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    pub database_url: Option<String>,
+    #[serde(deserialize_with = "de_duration")]
+    pub dirty_check_interval: Duration,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            dirty_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Limits of the HTTP collector (SPEC §2 defaults).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    pub max_message_bytes: usize,
+    pub max_request_bytes: usize,
+    /// Requests being parsed or waiting for fsync at once; beyond it the
+    /// collector answers 503 so memory stays bounded (at most this many
+    /// request bodies of `max_request_bytes`).
+    pub max_inflight_requests: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 32 * 1024,
+            max_request_bytes: 500 * 1024,
+            max_inflight_requests: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub partitions: u32,
+    pub segment_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 4,
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the bronze loader cuts micro-batches.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoaderConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub flush_interval: Duration,
+    pub max_batch_records: usize,
+    /// Compact the small files of recent partitions after this many commits.
+    pub optimize_every_commits: u64,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_secs(2),
+            max_batch_records: 200_000,
+            optimize_every_commits: 50,
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses durations such as `"24h"`, `"7d"`, `"5m"`, `"90s"`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+impl Config {
+    /// Loads the file if one is given (else defaults), then applies the
+    /// environment (`STRATA_ADMIN_TOKEN`) and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|e| match e {
+                    Error::ConfigParse { message, .. } => Error::ConfigParse {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                    other => other,
+                })?
+            }
+            None => Self::default(),
+        };
+        if config.admin_token.is_none() {
+            config.admin_token = std::env::var("STRATA_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+        }
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: PathBuf::from("<inline>"),
+            message: e.message().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for source in &self.sources {
+            if source.name.is_empty() || source.write_key.is_empty() {
+                return Err(Error::ConfigInvalid(
+                    "every [[sources]] entry needs a non-empty name and write_key".into(),
+                ));
+            }
+            if !names.insert(&source.name) {
+                return Err(Error::ConfigInvalid(format!(
+                    "source name {:?} is used twice",
+                    source.name
+                )));
+            }
+            if !keys.insert(&source.write_key) {
+                return Err(Error::ConfigInvalid(format!(
+                    "source {:?} reuses another source's write_key",
+                    source.name
+                )));
+            }
+        }
+        for funnel in &self.funnels {
+            if funnel.steps.len() < 2 {
+                return Err(Error::ConfigInvalid(format!(
+                    "funnel {:?} needs at least two steps",
+                    funnel.name
+                )));
+            }
+        }
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            return Err(Error::ConfigInvalid(
+                "log.partitions must be between 1 and 1024".into(),
+            ));
+        }
+        if self.collector.max_message_bytes > self.collector.max_request_bytes {
+            return Err(Error::ConfigInvalid(
+                "collector.max_message_bytes must not exceed collector.max_request_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The funnels to compute: the configured ones, else the SPEC's default.
+    pub fn effective_funnels(&self) -> Vec<FunnelConfig> {
+        if !self.funnels.is_empty() {
+            return self.funnels.clone();
+        }
+        vec![FunnelConfig {
+            name: "checkout".into(),
+            steps: [
+                "Product Viewed",
+                "Product Added",
+                "Checkout Started",
+                "Order Completed",
+            ]
+            .map(String::from)
+            .to_vec(),
+            window: default_funnel_window(),
+        }]
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.data_dir.join("lake")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+}

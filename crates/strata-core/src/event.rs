@@ -1,0 +1,135 @@
+//! What the collector writes to the log and the bronze loader reads back: one
+//! normalised event, or one rejected input kept with its reason.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::Track,
+        EventType::Identify,
+        EventType::Page,
+        EventType::Screen,
+        EventType::Group,
+        EventType::Alias,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Track => "track",
+            EventType::Identify => "identify",
+            EventType::Page => "page",
+            EventType::Screen => "screen",
+            EventType::Group => "group",
+            EventType::Alias => "alias",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// The `event_name` of non-track calls (SPEC §2).
+    pub fn synthetic_name(self) -> Option<&'static str> {
+        match self {
+            EventType::Track => None,
+            EventType::Identify => Some("$identify"),
+            EventType::Page => Some("$page"),
+            EventType::Screen => Some("$screen"),
+            EventType::Group => Some("$group"),
+            EventType::Alias => Some("$alias"),
+        }
+    }
+}
+
+/// One accepted message after normalisation; times are microseconds since the
+/// Unix epoch, UTC. JSON blobs stay strings so bronze keeps them verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BronzeEvent {
+    pub event_id: String,
+    pub id_generated: bool,
+    pub event_type: EventType,
+    pub event_name: String,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub event_ts: i64,
+    /// Set when the corrected event time lay more than 23 h after
+    /// `received_at` and was clamped to it.
+    pub ts_clamped: bool,
+    pub sent_at: Option<i64>,
+    pub received_at: i64,
+    pub source: String,
+    pub properties: Option<String>,
+    pub context: Option<String>,
+    pub traits: Option<String>,
+}
+
+/// Why an input was rejected; the snake_case names are stored in
+/// `bronze.quarantine.reason` and are part of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    InvalidJson,
+    NotSegmentPayload,
+    RequestTooLarge,
+    MessageTooLarge,
+    MissingIdentity,
+    UnknownType,
+    MissingEvent,
+    InvalidField,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotSegmentPayload => "not_segment_payload",
+            RejectReason::RequestTooLarge => "request_too_large",
+            RejectReason::MessageTooLarge => "message_too_large",
+            RejectReason::MissingIdentity => "missing_identity",
+            RejectReason::UnknownType => "unknown_type",
+            RejectReason::MissingEvent => "missing_event",
+            RejectReason::InvalidField => "invalid_field",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub received_at: i64,
+    pub source: String,
+    pub reason: RejectReason,
+    pub detail: String,
+    /// The rejected bytes as received (lossy UTF-8 when they were not text).
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LogRecord {
+    Event(BronzeEvent),
+    Quarantine(QuarantineRecord),
+}
+
+impl LogRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::RecordDecode(e.to_string()))
+    }
+}

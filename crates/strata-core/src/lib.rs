@@ -1,0 +1,11 @@
+//! Shared vocabulary of Strata: configuration, the normalised event model that
+//! travels through the log, and the rules that turn Segment messages into it.
+
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod normalize;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectReason};

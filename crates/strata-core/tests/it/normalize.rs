@@ -1,0 +1,164 @@
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value, json};
+use strata_core::event::{EventType, RejectReason};
+use strata_core::normalize::{Envelope, normalize};
+
+fn received() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+}
+
+fn micros(text: &str) -> i64 {
+    DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn envelope(implied: Option<EventType>) -> Envelope<'static> {
+    Envelope {
+        received_at: received(),
+        source: "web",
+        implied_type: implied,
+        batch_context: None,
+        batch_sent_at: None,
+    }
+}
+
+#[test]
+fn skew_is_corrected_with_sent_at() {
+    // Device clock 10 minutes fast: the event happened 30 s before it was sent.
+    let msg = obj(json!({
+        "userId": "u1", "event": "Signed Up", "messageId": "m1",
+        "timestamp": "2026-03-01T12:09:30Z", "sentAt": "2026-03-01T12:10:00Z"
+    }));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-01T11:59:30Z"));
+    assert!(!e.ts_clamped);
+    assert_eq!(e.sent_at, Some(micros("2026-03-01T12:10:00Z")));
+    assert_eq!(e.received_at, micros("2026-03-01T12:00:00Z"));
+    assert_eq!(e.event_id, "m1");
+    assert!(!e.id_generated);
+    assert_eq!(e.event_name, "Signed Up");
+    assert_eq!(e.source, "web");
+}
+
+#[test]
+fn timestamp_alone_is_taken_as_is_and_absent_falls_back_to_received_at() {
+    let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-02-27T08:00:00.250Z"}));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-02-27T08:00:00.250Z"));
+    let msg = obj(json!({"userId": "u1", "event": "A"}));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
+    // sentAt without timestamp says nothing about the event time.
+    let msg = obj(json!({"userId": "u1", "event": "A", "sentAt": "2020-01-01T00:00:00Z"}));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
+}
+
+#[test]
+fn more_than_23_hours_in_the_future_is_clamped_and_flagged() {
+    let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-03-02T11:00:01Z"}));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
+    assert!(e.ts_clamped);
+    // Exactly 23 hours ahead is still allowed.
+    let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-03-02T11:00:00Z"}));
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-02T11:00:00Z"));
+    assert!(!e.ts_clamped);
+}
+
+#[test]
+fn event_names_of_each_type() {
+    for (t, name) in [
+        (EventType::Page, "$page"),
+        (EventType::Screen, "$screen"),
+        (EventType::Identify, "$identify"),
+        (EventType::Group, "$group"),
+    ] {
+        let e = normalize(obj(json!({"anonymousId": "a1"})), &envelope(Some(t))).unwrap();
+        assert_eq!(e.event_name, name);
+        assert_eq!(e.event_type, t);
+    }
+}
+
+#[test]
+fn alias_previous_id_is_the_anonymous_side() {
+    let msg = obj(json!({"type": "alias", "previousId": "anon-7", "userId": "user-7"}));
+    let e = normalize(msg, &envelope(None)).unwrap();
+    assert_eq!(e.event_name, "$alias");
+    assert_eq!(e.anonymous_id.as_deref(), Some("anon-7"));
+    assert_eq!(e.user_id.as_deref(), Some("user-7"));
+}
+
+#[test]
+fn missing_message_id_gets_a_generated_uuid_v7() {
+    let e = normalize(obj(json!({"userId": "u", "event": "A"})), &envelope(Some(EventType::Track))).unwrap();
+    assert!(e.id_generated);
+    let id = uuid::Uuid::parse_str(&e.event_id).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+}
+
+#[test]
+fn rejections_carry_their_reason() {
+    let cases = [
+        (json!({"type": "track", "event": "A"}), RejectReason::MissingIdentity),
+        (json!({"type": "track", "userId": "", "anonymousId": null, "event": "A"}), RejectReason::MissingIdentity),
+        (json!({"type": "purchase", "userId": "u"}), RejectReason::UnknownType),
+        (json!({"userId": "u"}), RejectReason::UnknownType),
+        (json!({"type": "track", "userId": "u"}), RejectReason::MissingEvent),
+        (json!({"type": "track", "userId": "u", "event": ""}), RejectReason::MissingEvent),
+        (json!({"type": "track", "userId": "u", "event": 5}), RejectReason::InvalidField),
+        (json!({"type": "track", "userId": {"a": 1}, "event": "A"}), RejectReason::InvalidField),
+        (json!({"type": "track", "userId": "u", "event": "A", "timestamp": "yesterday"}), RejectReason::InvalidField),
+        (json!({"type": "track", "userId": "u", "event": "A", "properties": [1, 2]}), RejectReason::InvalidField),
+    ];
+    for (msg, reason) in cases {
+        let err = normalize(obj(msg.clone()), &envelope(None)).unwrap_err();
+        assert_eq!(err.reason, reason, "{msg}");
+        assert!(!err.detail.is_empty());
+    }
+}
+
+#[test]
+fn numeric_user_ids_become_strings() {
+    let e = normalize(obj(json!({"userId": 12345, "event": "A"})), &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.user_id.as_deref(), Some("12345"));
+}
+
+#[test]
+fn batch_context_merges_under_the_message_context() {
+    let batch_context = obj(json!({"library": {"name": "analytics-node", "version": "1"}, "ip": "10.0.0.1"}));
+    let env = Envelope {
+        batch_context: Some(&batch_context),
+        ..envelope(None)
+    };
+    let msg = obj(json!({
+        "type": "track", "userId": "u", "event": "A",
+        "context": {"library": {"version": "2"}, "locale": "de-DE"}
+    }));
+    let e = normalize(msg, &env).unwrap();
+    let context: Value = serde_json::from_str(e.context.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        context,
+        json!({"library": {"name": "analytics-node", "version": "2"}, "ip": "10.0.0.1", "locale": "de-DE"})
+    );
+    // A message with no context of its own gets the batch's.
+    let e = normalize(obj(json!({"type": "page", "anonymousId": "a"})), &env).unwrap();
+    let context: Value = serde_json::from_str(e.context.as_deref().unwrap()).unwrap();
+    assert_eq!(context["ip"], "10.0.0.1");
+}
+
+#[test]
+fn batch_sent_at_applies_to_messages_without_their_own() {
+    let sent = json!("2026-03-01T12:10:00Z");
+    let env = Envelope {
+        batch_sent_at: Some(&sent),
+        ..envelope(None)
+    };
+    let msg = obj(json!({"type": "track", "userId": "u", "event": "A", "timestamp": "2026-03-01T12:09:00Z"}));
+    let e = normalize(msg, &env).unwrap();
+    assert_eq!(e.event_ts, micros("2026-03-01T11:59:00Z"));
+}

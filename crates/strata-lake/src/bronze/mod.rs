@@ -1,0 +1,389 @@
+//! The bronze loader: log → `bronze.events` / `bronze.quarantine`, exactly once.
+//!
+//! Each Delta commit carries, as application transactions (`txn` actions),
+//! the next log offset of every partition it covers. Before each write the
+//! loader re-reads those versions from the table and drops every record below
+//! them, so a re-delivery after a crash, or a second loader, writes nothing
+//! twice. Positions live only in the tables: there is no side file to get out
+//! of step with the data.
+
+mod rows;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{FilterOp, FilterValue, Transaction};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use strata_core::config::LoaderConfig;
+use strata_log::{Log, LogEntry, LogError};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::schema::{BRONZE_EVENTS, BRONZE_QUARANTINE, TableDef};
+use crate::table::Lake;
+
+pub use rows::{Decoded, Rows};
+
+/// The name under which the loader reports its progress to the log.
+pub const CONSUMER: &str = "bronze";
+const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+const OPTIMIZE_TARGET_BYTES: u64 = 128 * 1024 * 1024;
+
+fn app_id(partition: u32) -> String {
+    format!("strata-bronze-p{partition}")
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    pub events: usize,
+    pub quarantined: usize,
+    /// Records already present in the table (re-deliveries).
+    pub skipped: usize,
+}
+
+/// One bronze table with the log positions it has committed.
+struct Sink {
+    def: &'static TableDef,
+    table: DeltaTable,
+    committed: Vec<u64>,
+}
+
+impl Sink {
+    async fn open(lake: &Lake, def: &'static TableDef, partitions: u32) -> Result<Self> {
+        let table = lake.open_or_create(def).await?;
+        let mut sink = Self {
+            def,
+            table,
+            committed: vec![0; partitions as usize],
+        };
+        sink.read_positions().await?;
+        Ok(sink)
+    }
+
+    /// The check before each write: another writer (or our own previous
+    /// life) may have committed since we last looked.
+    async fn refresh(&mut self) -> Result<()> {
+        self.table
+            .update_state()
+            .await
+            .map_err(Error::delta(self.def.qualified_name()))?;
+        self.read_positions().await
+    }
+
+    async fn read_positions(&mut self) -> Result<()> {
+        let state = self
+            .table
+            .snapshot()
+            .map_err(Error::delta(self.def.qualified_name()))?;
+        let log_store = self.table.log_store();
+        for (partition, position) in self.committed.iter_mut().enumerate() {
+            let version = state
+                .transaction_version(log_store.as_ref(), app_id(partition as u32))
+                .await
+                .map_err(Error::delta(self.def.qualified_name()))?;
+            *position = version.map_or(0, |v| v.max(0) as u64);
+        }
+        Ok(())
+    }
+
+    async fn append(
+        &mut self,
+        batch: deltalake::arrow::record_batch::RecordBatch,
+        ends: &BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        let txns = ends
+            .iter()
+            .map(|(p, end)| Transaction::new(app_id(*p), *end as i64))
+            .collect();
+        let table = self
+            .table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .await
+            .map_err(Error::delta(self.def.qualified_name()))?;
+        self.table = table;
+        for (p, end) in ends {
+            self.committed[*p as usize] = *end;
+        }
+        Ok(())
+    }
+
+    async fn optimize(&mut self, since: &str) -> Result<()> {
+        let filters = [("ingest_date", FilterOp::Ge, FilterValue::Scalar(since))];
+        let (table, metrics) = self
+            .table
+            .clone()
+            .optimize()
+            .with_filters(&filters)
+            .with_target_size(NonZeroU64::new(OPTIMIZE_TARGET_BYTES).expect("non-zero"))
+            .await
+            .map_err(Error::delta(self.def.qualified_name()))?;
+        self.table = table;
+        tracing::info!(
+            table = %self.def.qualified_name(),
+            files_added = metrics.num_files_added,
+            files_removed = metrics.num_files_removed,
+            "compacted small files"
+        );
+        Ok(())
+    }
+}
+
+pub struct BronzeLoader {
+    log: Arc<dyn Log>,
+    events: Sink,
+    quarantine: Sink,
+    /// Next offset to read from the log, per partition.
+    cursor: Vec<u64>,
+    config: LoaderConfig,
+    commits_since_optimize: u64,
+}
+
+impl BronzeLoader {
+    pub async fn open(lake: &Lake, log: Arc<dyn Log>, config: LoaderConfig) -> Result<Self> {
+        let partitions = log.partition_count();
+        let events = Sink::open(lake, &BRONZE_EVENTS, partitions).await?;
+        let quarantine = Sink::open(lake, &BRONZE_QUARANTINE, partitions).await?;
+        let cursor = events
+            .committed
+            .iter()
+            .zip(&quarantine.committed)
+            .map(|(e, q)| *e.min(q))
+            .collect();
+        Ok(Self {
+            log,
+            events,
+            quarantine,
+            cursor,
+            config,
+            commits_since_optimize: 0,
+        })
+    }
+
+    /// Per partition, the offset below which both tables hold every record.
+    pub fn committed_positions(&self) -> Vec<u64> {
+        self.events
+            .committed
+            .iter()
+            .zip(&self.quarantine.committed)
+            .map(|(e, q)| *e.min(q))
+            .collect()
+    }
+
+    /// Records the log holds beyond what bronze has read.
+    pub fn lag(&self) -> Result<u64> {
+        let mut lag = 0;
+        for (p, cursor) in self.cursor.iter().enumerate() {
+            lag += self.log.end_offset(p as u32)?.saturating_sub(*cursor);
+        }
+        Ok(lag)
+    }
+
+    /// Reads what the log has beyond the cursor, up to `max_records`.
+    pub async fn read_available(&mut self, max_records: usize) -> Result<Vec<LogEntry>> {
+        let mut entries = Vec::new();
+        for partition in 0..self.log.partition_count() {
+            while entries.len() < max_records {
+                let from = self.cursor[partition as usize];
+                let chunk = match self.log.read(partition, from, READ_CHUNK_BYTES).await {
+                    Ok(chunk) => chunk,
+                    // Retention only removes segments we reported as passed,
+                    // so what is gone was loaded already.
+                    Err(LogError::OffsetOutOfRange { earliest, .. }) => {
+                        self.cursor[partition as usize] = earliest;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(last) = chunk.last() else { break };
+                self.cursor[partition as usize] = last.offset + 1;
+                entries.extend(chunk);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Writes a micro-batch exactly once: records a table already holds are
+    /// dropped, the rest go in with the new positions in the same commit.
+    pub async fn write(&mut self, entries: Vec<LogEntry>) -> Result<LoadStats> {
+        if entries.is_empty() {
+            return Ok(LoadStats::default());
+        }
+        self.events.refresh().await?;
+        self.quarantine.refresh().await?;
+
+        let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut rows = Rows::default();
+        let mut skipped = 0;
+        for entry in &entries {
+            let p = entry.partition as usize;
+            let end = ends.entry(entry.partition).or_insert(0);
+            *end = (*end).max(entry.offset + 1);
+            match rows::decode(entry) {
+                Decoded::Event(event) if entry.offset >= self.events.committed[p] => {
+                    rows.push_event(entry.partition, entry.offset, event)
+                }
+                Decoded::Quarantine(record) if entry.offset >= self.quarantine.committed[p] => {
+                    rows.push_quarantine(entry.partition, entry.offset, record)
+                }
+                _ => skipped += 1,
+            }
+        }
+
+        let stats = LoadStats {
+            events: rows.event_count(),
+            quarantined: rows.quarantine_count(),
+            skipped,
+        };
+        let started = Instant::now();
+        if stats.events > 0 {
+            let ends = advancing(&ends, &self.events.committed);
+            self.events.append(rows.events_batch()?, &ends).await?;
+            self.commits_since_optimize += 1;
+        }
+        if stats.quarantined > 0 {
+            let ends = advancing(&ends, &self.quarantine.committed);
+            self.quarantine
+                .append(rows.quarantine_batch()?, &ends)
+                .await?;
+        }
+        metrics::histogram!("strata_bronze_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("strata_bronze_rows_total", "table" => "events").increment(stats.events as u64);
+        metrics::counter!("strata_bronze_rows_total", "table" => "quarantine")
+            .increment(stats.quarantined as u64);
+
+        // Both tables now hold everything below `end` of this batch.
+        for (p, end) in &ends {
+            let cursor = &mut self.cursor[*p as usize];
+            *cursor = (*cursor).max(*end);
+            if let Err(e) = self.log.consumer_passed(CONSUMER, *p, *end) {
+                tracing::warn!(error = %e, "could not report bronze progress for retention");
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Rewrites the small files of the last two ingest dates into large ones.
+    pub async fn optimize(&mut self) -> Result<()> {
+        let since = (chrono::Utc::now() - chrono::Duration::days(1))
+            .date_naive()
+            .to_string();
+        self.events.optimize(&since).await?;
+        self.quarantine.optimize(&since).await?;
+        self.commits_since_optimize = 0;
+        Ok(())
+    }
+
+    /// Loads everything the log holds right now; used by `strata` commands
+    /// and tests that need bronze caught up.
+    pub async fn catch_up(&mut self) -> Result<LoadStats> {
+        let mut total = LoadStats::default();
+        loop {
+            let entries = self.read_available(self.config.max_batch_records).await?;
+            if entries.is_empty() {
+                return Ok(total);
+            }
+            let stats = self.write(entries).await?;
+            total.events += stats.events;
+            total.quarantined += stats.quarantined;
+            total.skipped += stats.skipped;
+        }
+    }
+
+    /// Micro-batches until `shutdown` turns true, then drains the log and
+    /// commits before returning.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut notify = self.log.subscribe();
+        let mut pending: Vec<LogEntry> = Vec::new();
+        let mut batch_started: Option<Instant> = None;
+        let interval = self.config.flush_interval;
+        let max = self.config.max_batch_records.max(1);
+        loop {
+            let stopping = *shutdown.borrow();
+            let fresh = self.read_available(max.saturating_sub(pending.len())).await?;
+            if !fresh.is_empty() {
+                batch_started.get_or_insert_with(Instant::now);
+                pending.extend(fresh);
+            }
+            let due = batch_started.is_some_and(|t| t.elapsed() >= interval);
+            if !pending.is_empty() && (pending.len() >= max || due || stopping) {
+                self.write_with_retry(&pending, &shutdown).await?;
+                pending.clear();
+                batch_started = None;
+                if let Ok(lag) = self.lag() {
+                    metrics::gauge!("strata_bronze_lag_records").set(lag as f64);
+                }
+                if self.commits_since_optimize >= self.config.optimize_every_commits
+                    && let Err(e) = self.optimize().await
+                {
+                    tracing::warn!(error = %e, "bronze compaction failed; will retry later");
+                    self.commits_since_optimize = 0;
+                }
+                continue;
+            }
+            if stopping {
+                tracing::info!("bronze loader drained and committed");
+                return Ok(());
+            }
+            let wait = batch_started.map_or(interval, |t| interval.saturating_sub(t.elapsed()));
+            tokio::select! {
+                _ = notify.changed() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Commit failures (a full disk, a concurrent writer) are retried: the
+    /// write re-checks positions, so retrying the same records is safe.
+    async fn write_with_retry(
+        &mut self,
+        entries: &[LogEntry],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempts = 0;
+        loop {
+            match self.write(entries.to_vec()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    attempts += 1;
+                    tracing::warn!(error = %e, attempts, "bronze commit failed; retrying");
+                    metrics::counter!("strata_bronze_commit_failures_total").increment(1);
+                    if attempts >= 10 && *shutdown.borrow() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// The end offsets that move a table's committed positions forward.
+fn advancing(ends: &BTreeMap<u32, u64>, committed: &[u64]) -> BTreeMap<u32, u64> {
+    ends.iter()
+        .filter(|(p, end)| **end > committed[**p as usize])
+        .map(|(p, end)| (*p, *end))
+        .collect()
+}
+
+/// Log records below the committed positions of `bronze.events`, summed over
+/// `partitions`: what a reader outside the loader can see as loaded.
+pub async fn loaded_records(lake: &Lake, partitions: u32) -> Result<u64> {
+    let table = lake.open(BRONZE_EVENTS.layer, BRONZE_EVENTS.name).await?;
+    let mut sink = Sink {
+        def: &BRONZE_EVENTS,
+        table,
+        committed: vec![0; partitions as usize],
+    };
+    sink.read_positions().await?;
+    Ok(sink.committed.iter().sum())
+}

@@ -1,0 +1,160 @@
+//! Log records → Arrow batches in the bronze column order.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::record_batch::RecordBatch;
+use strata_core::event::{BronzeEvent, LogRecord, QuarantineRecord, RejectReason};
+use strata_log::LogEntry;
+
+use crate::error::Result;
+use crate::schema::{BRONZE_EVENTS, BRONZE_QUARANTINE};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn date_of(micros: i64) -> i32 {
+    micros.div_euclid(MICROS_PER_DAY) as i32
+}
+
+/// Records of one micro-batch, split by destination table.
+#[derive(Default)]
+pub struct Rows {
+    events: Vec<(u32, u64, BronzeEvent)>,
+    quarantine: Vec<(u32, u64, QuarantineRecord)>,
+}
+
+/// A log record decoded for bronze.
+pub enum Decoded {
+    Event(BronzeEvent),
+    Quarantine(QuarantineRecord),
+}
+
+pub fn decode(entry: &LogEntry) -> Decoded {
+    match LogRecord::decode(&entry.payload) {
+        Ok(LogRecord::Event(event)) => Decoded::Event(event),
+        Ok(LogRecord::Quarantine(record)) => Decoded::Quarantine(record),
+        // A record that passed the log's checksum but does not decode was
+        // written by an incompatible version; keep its bytes, never drop them.
+        Err(e) => Decoded::Quarantine(QuarantineRecord {
+            received_at: chrono::Utc::now().timestamp_micros(),
+            source: "strata".into(),
+            reason: RejectReason::InvalidJson,
+            detail: format!("undecodable log record: {e}"),
+            raw: String::from_utf8_lossy(&entry.payload).into_owned(),
+        }),
+    }
+}
+
+impl Rows {
+    pub fn push_event(&mut self, partition: u32, offset: u64, event: BronzeEvent) {
+        self.events.push((partition, offset, event));
+    }
+
+    pub fn push_quarantine(&mut self, partition: u32, offset: u64, record: QuarantineRecord) {
+        self.quarantine.push((partition, offset, record));
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn quarantine_count(&self) -> usize {
+        self.quarantine.len()
+    }
+
+    pub fn events_batch(&self) -> Result<RecordBatch> {
+        let n = self.events.len();
+        let mut event_id = StringBuilder::with_capacity(n, n * 36);
+        let mut id_generated = BooleanBuilder::with_capacity(n);
+        let mut event_type = StringBuilder::with_capacity(n, n * 5);
+        let mut event_name = StringBuilder::with_capacity(n, n * 12);
+        let mut user_id = StringBuilder::with_capacity(n, n * 16);
+        let mut anonymous_id = StringBuilder::with_capacity(n, n * 36);
+        let mut event_ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut clamped = BooleanBuilder::with_capacity(n);
+        let mut sent_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut properties = StringBuilder::with_capacity(n, n * 128);
+        let mut context = StringBuilder::with_capacity(n, n * 256);
+        let mut traits = StringBuilder::with_capacity(n, n * 16);
+        let mut ingest_date = Date32Builder::with_capacity(n);
+        let mut log_partition = Int32Builder::with_capacity(n);
+        let mut log_offset = Int64Builder::with_capacity(n);
+        for (partition, offset, e) in &self.events {
+            event_id.append_value(&e.event_id);
+            id_generated.append_value(e.id_generated);
+            event_type.append_value(e.event_type.as_str());
+            event_name.append_value(&e.event_name);
+            user_id.append_option(e.user_id.as_deref());
+            anonymous_id.append_option(e.anonymous_id.as_deref());
+            event_ts.append_value(e.event_ts);
+            clamped.append_value(e.ts_clamped);
+            sent_at.append_option(e.sent_at);
+            received_at.append_value(e.received_at);
+            source.append_value(&e.source);
+            properties.append_option(e.properties.as_deref());
+            context.append_option(e.context.as_deref());
+            traits.append_option(e.traits.as_deref());
+            ingest_date.append_value(date_of(e.received_at));
+            log_partition.append_value(*partition as i32);
+            log_offset.append_value(*offset as i64);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(event_id.finish()),
+            Arc::new(id_generated.finish()),
+            Arc::new(event_type.finish()),
+            Arc::new(event_name.finish()),
+            Arc::new(user_id.finish()),
+            Arc::new(anonymous_id.finish()),
+            Arc::new(event_ts.finish()),
+            Arc::new(clamped.finish()),
+            Arc::new(sent_at.finish()),
+            Arc::new(received_at.finish()),
+            Arc::new(source.finish()),
+            Arc::new(properties.finish()),
+            Arc::new(context.finish()),
+            Arc::new(traits.finish()),
+            Arc::new(ingest_date.finish()),
+            Arc::new(log_partition.finish()),
+            Arc::new(log_offset.finish()),
+        ];
+        Ok(RecordBatch::try_new(BRONZE_EVENTS.arrow_schema(), columns)?)
+    }
+
+    pub fn quarantine_batch(&self) -> Result<RecordBatch> {
+        let n = self.quarantine.len();
+        let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut reason = StringBuilder::with_capacity(n, n * 16);
+        let mut detail = StringBuilder::with_capacity(n, n * 32);
+        let mut raw = StringBuilder::with_capacity(n, n * 256);
+        let mut ingest_date = Date32Builder::with_capacity(n);
+        let mut log_partition = Int32Builder::with_capacity(n);
+        let mut log_offset = Int64Builder::with_capacity(n);
+        for (partition, offset, q) in &self.quarantine {
+            received_at.append_value(q.received_at);
+            source.append_value(&q.source);
+            reason.append_value(q.reason.as_str());
+            detail.append_value(&q.detail);
+            raw.append_value(&q.raw);
+            ingest_date.append_value(date_of(q.received_at));
+            log_partition.append_value(*partition as i32);
+            log_offset.append_value(*offset as i64);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(received_at.finish()),
+            Arc::new(source.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(detail.finish()),
+            Arc::new(raw.finish()),
+            Arc::new(ingest_date.finish()),
+            Arc::new(log_partition.finish()),
+            Arc::new(log_offset.finish()),
+        ];
+        Ok(RecordBatch::try_new(BRONZE_QUARANTINE.arrow_schema(), columns)?)
+    }
+}

@@ -1,0 +1,16 @@
+//! The lakehouse side of Strata: Delta table definitions, the bronze loader
+//! that moves the log into Delta exactly once, and read-only SQL over every
+//! table.
+
+pub mod bronze;
+mod error;
+pub mod query;
+pub mod schema;
+pub mod table;
+
+pub use error::{Error, Result};
+pub use query::{OutputFormat, SqlEngine};
+pub use table::Lake;
+
+pub use deltalake::arrow;
+pub use deltalake::datafusion;

@@ -1,0 +1,149 @@
+//! Read-only SQL (DataFusion dialect) over every table, named `layer.table`.
+
+use std::sync::Arc;
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::sql::TableReference;
+
+use crate::error::{Error, Result};
+use crate::table::Lake;
+
+pub const LAYERS: [&str; 4] = ["bronze", "silver", "gold", "realtime"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+pub struct SqlEngine {
+    ctx: SessionContext,
+    tables: Vec<String>,
+}
+
+impl SqlEngine {
+    /// Registers every Delta table found under the lake root.
+    pub async fn open(lake: &Lake) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Query("default catalog missing".into()))?;
+        let mut tables = Vec::new();
+        for layer in LAYERS {
+            catalog
+                .register_schema(layer, Arc::new(MemorySchemaProvider::new()))
+                .map_err(Error::from)?;
+            let dir = lake.root().join(layer);
+            let Ok(listing) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = listing
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("_delta_log").is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            names.sort();
+            for name in names {
+                let table = lake.open(layer, &name).await?;
+                table
+                    .update_datafusion_session(&ctx.state())
+                    .map_err(Error::delta(format!("{layer}.{name}")))?;
+                let provider = table
+                    .table_provider()
+                    .await
+                    .map_err(Error::from)?;
+                ctx.register_table(TableReference::partial(layer, name.as_str()), provider)
+                    .map_err(Error::from)?;
+                tables.push(format!("{layer}.{name}"));
+            }
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// Runs one read-only statement; DDL, DML and `SET` are refused.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("not supported") && (text.contains("DDL") || text.contains("DML") || text.contains("Statement")) {
+                    Error::NotReadOnly(text)
+                } else {
+                    Error::Query(text)
+                }
+            })?;
+        Ok(frame.collect().await?)
+    }
+}
+
+pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
+    match format {
+        OutputFormat::Table => Ok(pretty_format_batches(batches)?.to_string()),
+        OutputFormat::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut writer = deltalake::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+        OutputFormat::Json => {
+            // Stable, typed-as-displayed JSON array of objects: numbers stay
+            // numbers, timestamps are RFC 3339 strings.
+            let mut rows = Vec::new();
+            let options = FormatOptions::default().with_null("");
+            for batch in batches {
+                let schema = batch.schema();
+                let formatters = batch
+                    .columns()
+                    .iter()
+                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                for row in 0..batch.num_rows() {
+                    let mut object = serde_json::Map::new();
+                    for (i, field) in schema.fields().iter().enumerate() {
+                        let column = batch.column(i);
+                        let value = if column.is_null(row) {
+                            serde_json::Value::Null
+                        } else {
+                            json_value(field.data_type(), formatters[i].value(row).to_string())
+                        };
+                        object.insert(field.name().clone(), value);
+                    }
+                    rows.push(serde_json::Value::Object(object));
+                }
+            }
+            Ok(serde_json::to_string_pretty(&rows).unwrap_or_default())
+        }
+    }
+}
+
+fn json_value(data_type: &deltalake::arrow::datatypes::DataType, text: String) -> serde_json::Value {
+    use deltalake::arrow::datatypes::DataType::*;
+    match data_type {
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32 | Float64
+        | Decimal128(_, _) => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        Boolean => serde_json::Value::Bool(text == "true"),
+        _ => serde_json::Value::String(text),
+    }
+}

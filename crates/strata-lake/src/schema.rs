@@ -1,0 +1,138 @@
+//! Column definitions of the tables Strata owns (SPEC §3), in one place so the
+//! Delta schema and the Arrow batches written into it cannot drift apart.
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::kernel::{DataType, StructField};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub data_type: ColumnType,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Boolean,
+    Int,
+    Long,
+    Double,
+    /// Microseconds, UTC.
+    Timestamp,
+    Date,
+}
+
+impl ColumnType {
+    fn delta(self) -> DataType {
+        match self {
+            ColumnType::String => DataType::STRING,
+            ColumnType::Boolean => DataType::BOOLEAN,
+            ColumnType::Int => DataType::INTEGER,
+            ColumnType::Long => DataType::LONG,
+            ColumnType::Double => DataType::DOUBLE,
+            ColumnType::Timestamp => DataType::TIMESTAMP,
+            ColumnType::Date => DataType::DATE,
+        }
+    }
+
+    fn arrow(self) -> ArrowType {
+        match self {
+            ColumnType::String => ArrowType::Utf8,
+            ColumnType::Boolean => ArrowType::Boolean,
+            ColumnType::Int => ArrowType::Int32,
+            ColumnType::Long => ArrowType::Int64,
+            ColumnType::Double => ArrowType::Float64,
+            ColumnType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Date => ArrowType::Date32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    pub layer: &'static str,
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    pub partition_by: &'static [&'static str],
+    pub description: &'static str,
+}
+
+impl TableDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.layer, self.name)
+    }
+
+    pub fn delta_fields(&self) -> Vec<StructField> {
+        self.columns
+            .iter()
+            .map(|c| StructField::new(c.name, c.data_type.delta(), c.nullable))
+            .collect()
+    }
+
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(c.name, c.data_type.arrow(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+const fn col(name: &'static str, data_type: ColumnType, nullable: bool) -> Column {
+    Column {
+        name,
+        data_type,
+        nullable,
+    }
+}
+
+use ColumnType::*;
+
+/// Append-only; partitioned by `ingest_date` because the loader only ever
+/// appends to today's partition and incremental jobs read by ingest time.
+pub const BRONZE_EVENTS: TableDef = TableDef {
+    layer: "bronze",
+    name: "events",
+    columns: &[
+        col("event_id", String, false),
+        col("id_generated", Boolean, false),
+        col("event_type", String, false),
+        col("event_name", String, false),
+        col("user_id", String, true),
+        col("anonymous_id", String, true),
+        col("event_ts", Timestamp, false),
+        col("event_ts_clamped", Boolean, false),
+        col("sent_at", Timestamp, true),
+        col("received_at", Timestamp, false),
+        col("source", String, false),
+        col("properties", String, true),
+        col("context", String, true),
+        col("traits", String, true),
+        col("ingest_date", Date, false),
+        col("log_partition", Int, false),
+        col("log_offset", Long, false),
+    ],
+    partition_by: &["ingest_date"],
+    description: "Every accepted message, normalised, exactly once per log record.",
+};
+
+pub const BRONZE_QUARANTINE: TableDef = TableDef {
+    layer: "bronze",
+    name: "quarantine",
+    columns: &[
+        col("received_at", Timestamp, false),
+        col("source", String, false),
+        col("reason", String, false),
+        col("detail", String, false),
+        col("raw", String, false),
+        col("ingest_date", Date, false),
+        col("log_partition", Int, false),
+        col("log_offset", Long, false),
+    ],
+    partition_by: &["ingest_date"],
+    description: "Every rejected input with the reason; nothing is dropped silently.",
+};

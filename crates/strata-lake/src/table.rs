@@ -1,0 +1,78 @@
+//! Where tables live and how they are opened or created.
+
+use std::path::{Path, PathBuf};
+
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use crate::error::{Error, Result};
+use crate::schema::TableDef;
+
+/// The root of all Delta tables: `<data-dir>/lake/<layer>/<table>`.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn table_path(&self, layer: &str, name: &str) -> PathBuf {
+        self.root.join(layer).join(name)
+    }
+
+    fn table_url(&self, layer: &str, name: &str) -> Result<url::Url> {
+        let path = self.table_path(layer, name);
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let absolute = std::path::absolute(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        url::Url::from_directory_path(&absolute).map_err(|_| Error::Io {
+            path: absolute.display().to_string(),
+            source: std::io::Error::other("not an absolute path"),
+        })
+    }
+
+    /// Opens an existing table.
+    pub async fn open(&self, layer: &str, name: &str) -> Result<DeltaTable> {
+        let url = self.table_url(layer, name)?;
+        deltalake::open_table(url)
+            .await
+            .map_err(Error::delta(format!("{layer}.{name}")))
+    }
+
+    /// Opens the table, creating it with its declared schema and partitioning
+    /// the first time.
+    pub async fn open_or_create(&self, def: &TableDef) -> Result<DeltaTable> {
+        let name = def.qualified_name();
+        let url = self.table_url(def.layer, def.name)?;
+        let table = DeltaTable::try_from_url(url).await.map_err(Error::delta(&name))?;
+        if table.version().is_some() {
+            return Ok(table);
+        }
+        let created = table
+            .create()
+            .with_table_name(def.name)
+            .with_comment(def.description)
+            .with_columns(def.delta_fields())
+            .with_partition_columns(def.partition_by.iter().copied())
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(table) => Ok(table),
+            // Another process created it between our check and our create.
+            Err(DeltaTableError::VersionAlreadyExists(_)) => self.open(def.layer, def.name).await,
+            Err(e) => Err(Error::Delta { table: name, source: e }),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The command line of SPEC §1.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Self-hosted product-analytics data platform")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the log, the lake and local state live (default ./strata-data).
+    #[arg(long, global = true, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all roles in one process: collector, log, bronze loader.
+    Serve(ServeArgs),
+    /// `serve` plus a built-in synthetic shop app: history, then live traffic.
+    Demo(DemoArgs),
+    /// Synthetic traffic for a fictional shop app.
+    Generate(GenerateArgs),
+    /// Read-only SQL over every table, named `layer.table`.
+    Sql(SqlArgs),
+    /// Freshness of the tables and quarantine counts.
+    Status,
+    /// Measure Strata on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP tracking API.
+    Collector,
+    /// The loader from the log into bronze Delta tables.
+    Loader,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Run only these roles (repeatable); default all.
+    #[arg(long = "role", value_enum, value_name = "R")]
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Days of history to backfill before live traffic starts.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Users in the simulated shop.
+    #[arg(long, default_value_t = 2000)]
+    pub users: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Days of traffic, ending today (UTC).
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Size of the user population.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First simulated day (YYYY-MM-DD); default `--days` before today.
+    #[arg(long, value_name = "DATE")]
+    pub start: Option<chrono::NaiveDate>,
+    /// Messages per second when posting (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Write NDJSON of Segment messages to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    pub out: Option<PathBuf>,
+    /// Collector base URL to POST `/v1/batch` requests to.
+    #[arg(long, value_name = "URL", requires = "write_key")]
+    pub target: Option<String>,
+    /// Write key of the target source.
+    #[arg(long, value_name = "K", env = "STRATA_WRITE_KEY")]
+    pub write_key: Option<String>,
+    /// Messages per request when posting.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SqlArgs {
+    /// One read-only statement.
+    pub query: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sustained durable ingest through POST /v1/batch on loopback.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchIngestArgs {
+    /// How long to drive load.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Messages per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+}

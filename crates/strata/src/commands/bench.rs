@@ -1,0 +1,218 @@
+//! `strata bench ingest`: sustained durable ingest through `POST /v1/batch`
+//! against a `strata serve` child process on loopback, measured from outside
+//! (events/s, request latency, the server's peak RSS, bronze lag).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use strata_generate::{Generator, GeneratorConfig};
+use strata_lake::Lake;
+use strata_lake::bronze::loaded_records;
+
+use crate::cli::BenchIngestArgs;
+use crate::error::{CliError, Result};
+
+const WRITE_KEY: &str = "wk_bench";
+
+pub async fn ingest(args: BenchIngestArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port()?;
+    let mut child = ChildServer::spawn(&dir, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await?;
+
+    let bodies = Arc::new(request_bodies(args.batch_size));
+    let message_bytes: usize = bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * args.batch_size).max(1);
+    println!(
+        "driving {} connections for {} s with {}-message requests (~{} bytes per message)",
+        args.connections, args.seconds, args.batch_size, message_bytes
+    );
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()
+        .map_err(CliError::runtime)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let lake = Lake::new(dir.join("lake"));
+
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let (client, bodies, sent, failures, next, running) = (
+            client.clone(),
+            bodies.clone(),
+            sent.clone(),
+            failures.clone(),
+            next.clone(),
+            running.clone(),
+        );
+        let url = format!("{base}/v1/batch");
+        let batch = args.batch_size as u64;
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Histogram::<u64>::new(3).expect("valid precision");
+            while running.load(Ordering::Relaxed) {
+                let body = bodies[next.fetch_add(1, Ordering::Relaxed) % bodies.len()].clone();
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .basic_auth(WRITE_KEY, Some(""))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        let _ = latencies.record(t.elapsed().as_micros() as u64);
+                        sent.fetch_add(batch, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+
+    // Sample how far bronze trails the acknowledged events while load runs.
+    let mut max_lag = 0u64;
+    let deadline = started + Duration::from_secs(args.seconds);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let acked = sent.load(Ordering::Relaxed);
+        if let Ok(loaded) = loaded_records(&lake, 4).await {
+            max_lag = max_lag.max(acked.saturating_sub(loaded));
+        }
+    }
+    running.store(false, Ordering::Relaxed);
+    let mut latencies = Histogram::<u64>::new(3).expect("valid precision");
+    for worker in workers {
+        let h = worker.await.map_err(CliError::runtime)?;
+        latencies.add(h).map_err(CliError::runtime)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let acked = sent.load(Ordering::Relaxed);
+
+    let drain_started = Instant::now();
+    loop {
+        let loaded = loaded_records(&lake, 4).await.unwrap_or(0);
+        if loaded >= acked || drain_started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drain = drain_started.elapsed().as_secs_f64();
+    let peak_rss = child.peak_rss_mib();
+    let stop_started = Instant::now();
+    child.terminate()?;
+    let stop = stop_started.elapsed().as_secs_f64();
+    let rate = acked as f64 / elapsed;
+
+    println!("| metric | value |\n|---|---|");
+    println!("| durable events/s | {rate:.0} |");
+    println!("| requests | {} ({} failed) |", latencies.len(), failures.load(Ordering::Relaxed));
+    println!("| latency p50 | {:.1} ms |", latencies.value_at_quantile(0.50) as f64 / 1000.0);
+    println!("| latency p99 | {:.1} ms |", latencies.value_at_quantile(0.99) as f64 / 1000.0);
+    println!("| latency max | {:.1} ms |", latencies.max() as f64 / 1000.0);
+    println!("| server peak RSS | {peak_rss:.0} MiB |");
+    println!(
+        "| bronze lag while loading (max) | {max_lag} events ≈ {:.1} s |",
+        max_lag as f64 / rate.max(1.0)
+    );
+    println!("| bronze catch-up after load stops | {drain:.1} s |");
+    println!("| clean shutdown | {stop:.1} s |");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(CliError::runtime)?;
+    Ok(listener.local_addr().map_err(CliError::runtime)?.port())
+}
+
+/// Realistic bodies from the synthetic shop app, built before the clock starts.
+fn request_bodies(batch_size: usize) -> Vec<Bytes> {
+    let generator = Generator::new(GeneratorConfig {
+        seed: 7,
+        users: 20_000,
+        days: Some(3),
+        ..GeneratorConfig::default()
+    });
+    let messages: Vec<serde_json::Value> = generator.take(200_000).map(|g| g.message).collect();
+    messages
+        .chunks(batch_size.max(1))
+        .map(|chunk| Bytes::from(serde_json::to_vec(&serde_json::json!({ "batch": chunk })).unwrap_or_default()))
+        .collect()
+}
+
+async fn wait_ready(base: &str) -> Result<()> {
+    let url = format!("{base}/ready");
+    for _ in 0..300 {
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CliError::Runtime("the benchmark server did not become ready".into()))
+}
+
+struct ChildServer {
+    child: Child,
+}
+
+impl ChildServer {
+    fn spawn(dir: &std::path::Path, port: u16) -> Result<Self> {
+        let exe = std::env::current_exe().map_err(CliError::runtime)?;
+        let child = Command::new(exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("STRATA_WRITE_KEY", WRITE_KEY)
+            .env("STRATA_LOG", "warn")
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(CliError::runtime)?;
+        Ok(Self { child })
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().map_err(CliError::runtime)?;
+        if !status.success() {
+            return Err(CliError::Runtime(format!("server exited with {status}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `strata demo`: `serve` plus the synthetic shop app — days of history
+//! first, then live traffic as it happens.
+
+use chrono::Utc;
+use strata_generate::{Generator, GeneratorConfig};
+
+use crate::cli::{DemoArgs, GlobalArgs};
+use crate::commands::generate::Poster;
+use crate::error::{CliError, Result};
+use crate::server::{Server, ensure_default_source, load_config};
+
+const HISTORY_MARKER: &str = "demo_history_loaded";
+
+pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
+    let mut config = load_config(global, args.listen)?;
+    ensure_default_source(&mut config)?;
+    let write_key = config.sources[0].write_key.clone();
+    let server = Server::start(&config, &[]).await?;
+    let addr = server
+        .addr
+        .ok_or_else(|| CliError::Runtime("demo needs the collector role".into()))?;
+    let url = format!("http://{addr}");
+    println!("Strata demo is running.");
+    println!("  dashboard:  {url}/");
+    println!("  write key:  {write_key} (source `{}`)", config.sources[0].name);
+    println!(
+        "  query:      strata sql --data-dir {} \"select count(*) from bronze.events\"",
+        config.data_dir.display()
+    );
+    println!("Press Ctrl-C to stop.");
+
+    let marker = config.data_dir.join(HISTORY_MARKER);
+    let history_loaded = marker.exists();
+    let generator = Generator::new(GeneratorConfig {
+        seed: args.seed,
+        users: args.users,
+        start: (Utc::now() - chrono::Duration::days(args.days as i64)).date_naive(),
+        days: None,
+        ..GeneratorConfig::default()
+    });
+    let poster = Poster::new(&url, &write_key)?;
+    let traffic = tokio::spawn(async move {
+        let started = Utc::now();
+        // History goes in once per data dir; a restarted demo resumes live.
+        let mut generator = generator.peekable();
+        let history = std::iter::from_fn(|| generator.next_if(|g| g.send_at <= started));
+        if !history_loaded {
+            let progress = indicatif::ProgressBar::hidden();
+            match poster.send_all(history, 0, 100, &progress).await {
+                Ok(stats) => {
+                    let _ = std::fs::write(&marker, stats.messages.to_string());
+                    println!(
+                        "backfilled {} days of history: {} messages ({} rejected by design: malformed on purpose); streaming live traffic",
+                        args.days, stats.messages, stats.rejected
+                    );
+                }
+                Err(e) => {
+                    eprintln!("demo traffic stopped: {e}");
+                    return;
+                }
+            }
+        } else {
+            history.for_each(drop);
+            println!("history already loaded in this data dir; streaming live traffic");
+        }
+        let progress = indicatif::ProgressBar::hidden();
+        if let Err(e) = poster.send_all(generator, 0, 100, &progress).await {
+            eprintln!("demo traffic stopped: {e}");
+        }
+    });
+    let result = server.run_until_signal().await;
+    traffic.abort();
+    result
+}

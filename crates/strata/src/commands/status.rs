@@ -1,0 +1,41 @@
+//! `strata status`: how fresh each table is and what was quarantined.
+
+use strata_lake::query::format_batches;
+use strata_lake::{Lake, OutputFormat, SqlEngine};
+
+use crate::cli::GlobalArgs;
+use crate::error::Result;
+use crate::server::load_config;
+
+pub async fn run(global: &GlobalArgs) -> Result<()> {
+    let config = load_config(global, None)?;
+    let lake = Lake::new(config.lake_dir());
+    let engine = SqlEngine::open(&lake).await?;
+    if engine.tables().is_empty() {
+        println!(
+            "no tables yet under {}: start `strata serve` (or `strata demo`) and send events",
+            lake.root().display()
+        );
+        return Ok(());
+    }
+    println!("tables: {}", engine.tables().join(", "));
+    if engine.tables().iter().any(|t| t == "bronze.events") {
+        let freshness = engine
+            .query(
+                "select count(*) as events, max(received_at) as newest_received_at, \
+                 now() - max(received_at) as behind from bronze.events",
+            )
+            .await?;
+        println!("\nbronze.events\n{}", format_batches(&freshness, OutputFormat::Table)?);
+    }
+    if engine.tables().iter().any(|t| t == "bronze.quarantine") {
+        let reasons = engine
+            .query(
+                "select reason, count(*) as rows, max(received_at) as last_seen \
+                 from bronze.quarantine group by reason order by rows desc",
+            )
+            .await?;
+        println!("\nbronze.quarantine by reason\n{}", format_batches(&reasons, OutputFormat::Table)?);
+    }
+    Ok(())
+}

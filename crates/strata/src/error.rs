@@ -1,0 +1,42 @@
+//! Exit codes of SPEC §1: 0 success, 1 runtime failure, 2 usage or configuration.
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Runtime(_) => 1,
+        }
+    }
+
+    pub fn runtime(e: impl std::fmt::Display) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}
+
+impl From<strata_core::Error> for CliError {
+    fn from(e: strata_core::Error) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<strata_lake::Error> for CliError {
+    fn from(e: strata_lake::Error) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}
+
+impl From<strata_log::LogError> for CliError {
+    fn from(e: strata_log::LogError) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

@@ -1,0 +1,204 @@
+//! Wiring of the roles into one process: the log, the collector's HTTP
+//! server and the bronze loader, with an orderly shutdown (stop accepting,
+//! finish in-flight requests, drain the log into bronze, commit, exit).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_collector::Collector;
+use strata_core::Config;
+use strata_core::config::SourceConfig;
+use strata_lake::Lake;
+use strata_lake::bronze::{BronzeLoader, CONSUMER};
+use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cli::{GlobalArgs, Role};
+use crate::error::{CliError, Result};
+
+/// Loads the config file and applies command-line and environment overrides.
+pub fn load_config(global: &GlobalArgs, listen: Option<String>) -> Result<Config> {
+    let mut config = Config::load(global.config.as_deref())?;
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    Ok(config)
+}
+
+/// With no `[[sources]]`, SPEC §1 wants one source named `default` whose key
+/// comes from `STRATA_WRITE_KEY`, or is generated once. The generated key is
+/// kept in the data dir so restarts do not break clients. Returns the key
+/// when it was generated or read back, so it can be printed.
+pub fn ensure_default_source(config: &mut Config) -> Result<Option<String>> {
+    if !config.sources.is_empty() {
+        return Ok(None);
+    }
+    let key = match std::env::var("STRATA_WRITE_KEY").ok().filter(|k| !k.is_empty()) {
+        Some(key) => {
+            config.sources.push(SourceConfig {
+                name: "default".into(),
+                write_key: key,
+            });
+            return Ok(None);
+        }
+        None => stored_or_new_key(&config.data_dir)?,
+    };
+    config.sources.push(SourceConfig {
+        name: "default".into(),
+        write_key: key.clone(),
+    });
+    Ok(Some(key))
+}
+
+fn stored_or_new_key(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("default_write_key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        let key = key.trim().to_string();
+        if !key.is_empty() {
+            return Ok(key);
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| CliError::Runtime(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+    let key = format!("wk_{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &key)
+        .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    Ok(key)
+}
+
+pub fn open_log(config: &Config) -> Result<Arc<EmbeddedLog>> {
+    let log = EmbeddedLog::open(
+        config.log_dir(),
+        EmbeddedLogConfig {
+            partitions: config.log.partitions,
+            segment_bytes: config.log.segment_bytes,
+            consumers: vec![CONSUMER.to_string()],
+            ..EmbeddedLogConfig::default()
+        },
+    )?;
+    Ok(log)
+}
+
+pub struct Server {
+    pub addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Server {
+    pub async fn start(config: &Config, roles: &[Role]) -> Result<Server> {
+        let all = roles.is_empty();
+        let has = |role: Role| all || roles.contains(&role);
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            CliError::Runtime(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let log = open_log(config)?;
+        let dyn_log: Arc<dyn Log> = log.clone();
+        let (stop, stop_rx) = watch::channel(false);
+
+        let mut http = None;
+        let mut addr = None;
+        if has(Role::Collector) {
+            let listener = tokio::net::TcpListener::bind(&config.listen)
+                .await
+                .map_err(|e| CliError::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
+            addr = listener.local_addr().ok();
+            let collector = Collector::new(&config.sources, dyn_log.clone(), config.collector.clone());
+            let app = strata_collector::router(collector.clone()).merge(crate::commands::home::router());
+            let mut http_stop = stop_rx.clone();
+            http = Some((
+                collector.clone(),
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = http_stop.wait_for(|stop| *stop).await;
+                            collector.set_ready(false);
+                        })
+                        .await
+                }),
+            ));
+        }
+
+        let mut loader = None;
+        let (loader_stop, loader_stop_rx) = watch::channel(false);
+        if has(Role::Loader) {
+            let lake = Lake::new(config.lake_dir());
+            let bronze = BronzeLoader::open(&lake, dyn_log.clone(), config.loader.clone()).await?;
+            loader = Some(tokio::spawn(bronze.run(loader_stop_rx)));
+        }
+
+        let mut stop_rx = stop_rx;
+        let task = tokio::spawn(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            if let Some((_, http)) = http {
+                match http.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "http server failed"),
+                    Err(e) => tracing::error!(error = %e, "http server panicked"),
+                }
+            }
+            // Only now is no request left that could append to the log.
+            let _ = loader_stop.send(true);
+            let mut result = Ok(());
+            if let Some(loader) = loader {
+                result = match loader.await {
+                    Ok(r) => r.map_err(CliError::from),
+                    Err(e) => Err(CliError::Runtime(format!("bronze loader panicked: {e}"))),
+                };
+            }
+            log.close();
+            result
+        });
+        Ok(Server { addr, stop, task })
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until the server has shut down (after `stop` or a signal).
+    pub async fn wait(self) -> Result<()> {
+        self.task
+            .await
+            .map_err(|e| CliError::Runtime(format!("server task failed: {e}")))?
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down cleanly.
+    pub async fn run_until_signal(self) -> Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining requests and committing bronze");
+        self.stop();
+        self.wait().await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

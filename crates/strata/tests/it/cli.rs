@@ -1,0 +1,77 @@
+use crate::process::{run, strata};
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["serve", "demo", "generate", "sql", "status", "bench"] {
+        let out = strata().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{sub}");
+    }
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_port = 9\n").unwrap();
+    let out = strata()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen_port"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = strata().args(["status", "--config", "/nonexistent/strata.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_file_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "nonsense = true\n").unwrap();
+    let out = strata().env("STRATA_CONFIG", &config).args(["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sql_errors_are_usage_errors_and_writes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["sql", "select * from bronze.nothing_here"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["sql", "create table x as select 1"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["sql", "select 1 + 1 as two", "--format", "csv"], dir.path());
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "two\n2");
+}
+
+#[test]
+fn generate_is_deterministic_for_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.ndjson");
+    let b = dir.path().join("b.ndjson");
+    for path in [&a, &b] {
+        let out = strata()
+            .args(["generate", "--days", "2", "--users", "50", "--seed", "9", "--start", "2026-01-05", "--out"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let a = std::fs::read(&a).unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(a, std::fs::read(&b).unwrap());
+    for line in a.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert!(v.is_object());
+    }
+}

@@ -1,0 +1,92 @@
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "wk_it";
+
+pub fn strata() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.env_remove("STRATA_CONFIG").env_remove("STRATA_DATA_DIR").env("STRATA_LOG", "warn");
+    command
+}
+
+pub fn run(args: &[&str], data_dir: &Path) -> Output {
+    strata().args(args).arg("--data-dir").arg(data_dir).output().unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+impl Served {
+    pub fn start(data_dir: &Path) -> Self {
+        let port = free_port();
+        let child = strata()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("STRATA_WRITE_KEY", KEY)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let served = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+        };
+        served.wait_ready();
+        served
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("{}/ready", self.base);
+        while Instant::now() < deadline {
+            let ok = std::process::Command::new("curl")
+                .args(["-sf", &url])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("strata serve did not become ready");
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `strata sql ... --format json` → the single number it returns.
+pub fn count(data_dir: &Path, sql: &str) -> i64 {
+    let out = run(&["sql", sql, "--format", "json"], data_dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows[0].as_object().unwrap();
+    row.values().next().unwrap().as_i64().unwrap()
+}
