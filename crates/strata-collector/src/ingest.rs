@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use strata_core::event::{EventType, LogRecord, QuarantineRecord, RejectReason};
@@ -33,6 +33,14 @@ impl Endpoint {
             Endpoint::Batch => "batch",
         }
     }
+}
+
+/// The success body, fields in the order SPEC §2 shows them.
+#[derive(Serialize)]
+struct Ack {
+    success: bool,
+    accepted: usize,
+    rejected: usize,
 }
 
 #[derive(Deserialize)]
@@ -112,7 +120,13 @@ async fn handle_inner(
             let detail = format!("request body exceeds {limit} bytes");
             if let Some(source) = &header_source {
                 let raw = String::from_utf8_lossy(&prefix).into_owned();
-                let record = quarantine(received_at, source, RejectReason::RequestTooLarge, &detail, raw);
+                let record = quarantine(
+                    received_at,
+                    source,
+                    RejectReason::RequestTooLarge,
+                    &detail,
+                    raw,
+                );
                 if let Err(response) = store_single(collector, &record).await {
                     return response;
                 }
@@ -128,7 +142,13 @@ async fn handle_inner(
                 "base64:{}",
                 base64::engine::general_purpose::STANDARD.encode(&raw)
             );
-            let record = quarantine(received_at, source, RejectReason::InvalidJson, &detail, encoded);
+            let record = quarantine(
+                received_at,
+                source,
+                RejectReason::InvalidJson,
+                &detail,
+                encoded,
+            );
             if let Err(response) = store_single(collector, &record).await {
                 return response;
             }
@@ -152,12 +172,27 @@ async fn handle_inner(
     let root = match parsed {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
-            return reject_request(collector, &source, &raw, received_at, RejectReason::NotSegmentPayload,
-                "body must be a JSON object").await;
+            return reject_request(
+                collector,
+                &source,
+                &raw,
+                received_at,
+                RejectReason::NotSegmentPayload,
+                "body must be a JSON object",
+            )
+            .await;
         }
         Err(e) => {
             let detail = format!("body is not JSON: {e}");
-            return reject_request(collector, &source, &raw, received_at, RejectReason::InvalidJson, &detail).await;
+            return reject_request(
+                collector,
+                &source,
+                &raw,
+                received_at,
+                RejectReason::InvalidJson,
+                &detail,
+            )
+            .await;
         }
     };
 
@@ -175,7 +210,13 @@ async fn handle_inner(
             };
             if raw.len() > max_message {
                 let detail = format!("message exceeds {max_message} bytes");
-                reject_message(&mut pending, &envelope, &raw, RejectReason::MessageTooLarge, detail);
+                reject_message(
+                    &mut pending,
+                    &envelope,
+                    &raw,
+                    RejectReason::MessageTooLarge,
+                    detail,
+                );
             } else {
                 accept_or_reject(&mut pending, &envelope, root, &raw);
             }
@@ -185,8 +226,15 @@ async fn handle_inner(
                 Ok(batch) => batch,
                 Err(e) => {
                     let detail = format!("not a Segment batch: {e}");
-                    return reject_request(collector, &source, &raw, received_at,
-                        RejectReason::NotSegmentPayload, &detail).await;
+                    return reject_request(
+                        collector,
+                        &source,
+                        &raw,
+                        received_at,
+                        RejectReason::NotSegmentPayload,
+                        &detail,
+                    )
+                    .await;
                 }
             };
             let envelope = Envelope {
@@ -200,13 +248,24 @@ async fn handle_inner(
                 let text = item.get().as_bytes();
                 if text.len() > max_message {
                     let detail = format!("message exceeds {max_message} bytes");
-                    reject_message(&mut pending, &envelope, text, RejectReason::MessageTooLarge, detail);
+                    reject_message(
+                        &mut pending,
+                        &envelope,
+                        text,
+                        RejectReason::MessageTooLarge,
+                        detail,
+                    );
                     continue;
                 }
                 match serde_json::from_str::<Value>(item.get()) {
                     Ok(Value::Object(map)) => accept_or_reject(&mut pending, &envelope, map, text),
-                    _ => reject_message(&mut pending, &envelope, text, RejectReason::NotSegmentPayload,
-                        "batch item is not a JSON object".into()),
+                    _ => reject_message(
+                        &mut pending,
+                        &envelope,
+                        text,
+                        RejectReason::NotSegmentPayload,
+                        "batch item is not a JSON object".into(),
+                    ),
                 }
             }
         }
@@ -216,16 +275,27 @@ async fn handle_inner(
     if let Err(response) = append_all(collector, pending.per_partition).await {
         return response;
     }
-    metrics::counter!("strata_collector_messages_total", "outcome" => "accepted").increment(accepted as u64);
-    metrics::counter!("strata_collector_messages_total", "outcome" => "rejected").increment(rejected as u64);
+    metrics::counter!("strata_collector_messages_total", "outcome" => "accepted")
+        .increment(accepted as u64);
+    metrics::counter!("strata_collector_messages_total", "outcome" => "rejected")
+        .increment(rejected as u64);
     (
         StatusCode::OK,
-        axum::Json(json!({"success": true, "accepted": accepted, "rejected": rejected})),
+        axum::Json(Ack {
+            success: true,
+            accepted,
+            rejected,
+        }),
     )
         .into_response()
 }
 
-fn accept_or_reject(pending: &mut Pending, envelope: &Envelope<'_>, message: Map<String, Value>, raw: &[u8]) {
+fn accept_or_reject(
+    pending: &mut Pending,
+    envelope: &Envelope<'_>,
+    message: Map<String, Value>,
+    raw: &[u8],
+) {
     match normalize(message, envelope) {
         Ok(event) => {
             let key = person_key(&event).to_owned();
@@ -236,7 +306,13 @@ fn accept_or_reject(pending: &mut Pending, envelope: &Envelope<'_>, message: Map
     }
 }
 
-fn reject_message(pending: &mut Pending, envelope: &Envelope<'_>, raw: &[u8], reason: RejectReason, detail: String) {
+fn reject_message(
+    pending: &mut Pending,
+    envelope: &Envelope<'_>,
+    raw: &[u8],
+    reason: RejectReason,
+    detail: String,
+) {
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
     let raw = String::from_utf8_lossy(raw).into_owned();
     let key = raw.clone();
@@ -271,7 +347,13 @@ async fn reject_request(
     detail: &str,
 ) -> Response {
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
-    let record = quarantine(received_at, source, reason, detail, String::from_utf8_lossy(raw).into_owned());
+    let record = quarantine(
+        received_at,
+        source,
+        reason,
+        detail,
+        String::from_utf8_lossy(raw).into_owned(),
+    );
     if let Err(response) = store_single(collector, &record).await {
         return response;
     }
@@ -301,14 +383,19 @@ async fn append_all(collector: &Collector, per_partition: Vec<Vec<Bytes>>) -> Re
 }
 
 fn error_response(status: StatusCode, error: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"success": false, "error": error, "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"success": false, "error": error, "message": message})),
+    )
+        .into_response()
 }
 
 fn unauthorized(message: &str) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"strata\""));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"strata\""),
+    );
     response
 }
 

@@ -34,6 +34,8 @@ struct Inner {
 
 impl Collector {
     pub fn new(sources: &[SourceConfig], log: Arc<dyn Log>, limits: CollectorConfig) -> Self {
+        // Install the recorder before anything is counted, not at first scrape.
+        prometheus::handle();
         let sources_by_key = sources
             .iter()
             .map(|s| (s.write_key.clone(), s.name.clone()))

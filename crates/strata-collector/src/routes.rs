@@ -13,12 +13,21 @@ use crate::ingest::{Endpoint, handle};
 
 pub fn router(collector: Collector) -> Router {
     let single = |t: EventType| {
-        post(move |State(c): State<Collector>, headers: HeaderMap, body: Body| {
-            handle(c, Endpoint::Single(t), headers, body)
-        })
+        post(
+            move |State(c): State<Collector>, headers: HeaderMap, body: Body| {
+                handle(c, Endpoint::Single(t), headers, body)
+            },
+        )
+        .options(preflight)
     };
-    let batch =
-        || post(|State(c): State<Collector>, headers: HeaderMap, body: Body| handle(c, Endpoint::Batch, headers, body));
+    let batch = || {
+        post(
+            |State(c): State<Collector>, headers: HeaderMap, body: Body| {
+                handle(c, Endpoint::Batch, headers, body)
+            },
+        )
+        .options(preflight)
+    };
     Router::new()
         .route("/v1/track", single(EventType::Track))
         .route("/v1/identify", single(EventType::Identify))
@@ -32,6 +41,8 @@ pub fn router(collector: Collector) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        // Browsers post from other origins (analytics.js).
+        .layer(axum::middleware::map_response(allow_any_origin))
         // The collector enforces its own, configurable limit while streaming.
         .layer(DefaultBodyLimit::disable())
         .with_state(collector)
@@ -51,4 +62,27 @@ async fn metrics_text() -> Response {
         crate::prometheus::render(),
     )
         .into_response()
+}
+
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Content-Type, Content-Encoding, Authorization",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    response
 }

@@ -6,9 +6,9 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::arrow::util::pretty::pretty_format_batches;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::datafusion::sql::TableReference;
 
 use crate::error::{Error, Result};
 use crate::table::Lake;
@@ -54,10 +54,7 @@ impl SqlEngine {
                 table
                     .update_datafusion_session(&ctx.state())
                     .map_err(Error::delta(format!("{layer}.{name}")))?;
-                let provider = table
-                    .table_provider()
-                    .await
-                    .map_err(Error::from)?;
+                let provider = table.table_provider().await.map_err(Error::from)?;
                 ctx.register_table(TableReference::partial(layer, name.as_str()), provider)
                     .map_err(Error::from)?;
                 tables.push(format!("{layer}.{name}"));
@@ -76,18 +73,16 @@ impl SqlEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let frame = self
-            .ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("not supported") && (text.contains("DDL") || text.contains("DML") || text.contains("Statement")) {
-                    Error::NotReadOnly(text)
-                } else {
-                    Error::Query(text)
-                }
-            })?;
+        let frame = self.ctx.sql_with_options(sql, options).await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("not supported")
+                && (text.contains("DDL") || text.contains("DML") || text.contains("Statement"))
+            {
+                Error::NotReadOnly(text)
+            } else {
+                Error::Query(text)
+            }
+        })?;
         Ok(frame.collect().await?)
     }
 }
@@ -138,11 +133,25 @@ pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
     }
 }
 
-fn json_value(data_type: &deltalake::arrow::datatypes::DataType, text: String) -> serde_json::Value {
+fn json_value(
+    data_type: &deltalake::arrow::datatypes::DataType,
+    text: String,
+) -> serde_json::Value {
     use deltalake::arrow::datatypes::DataType::*;
     match data_type {
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32 | Float64
-        | Decimal128(_, _) => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Float32
+        | Float64
+        | Decimal128(_, _) => {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        }
         Boolean => serde_json::Value::Bool(text == "true"),
         _ => serde_json::Value::String(text),
     }

@@ -45,7 +45,9 @@ impl ColumnType {
             ColumnType::Int => ArrowType::Int32,
             ColumnType::Long => ArrowType::Int64,
             ColumnType::Double => ArrowType::Float64,
-            ColumnType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Timestamp => {
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
             ColumnType::Date => ArrowType::Date32,
         }
     }
@@ -90,7 +92,7 @@ const fn col(name: &'static str, data_type: ColumnType, nullable: bool) -> Colum
     }
 }
 
-use ColumnType::*;
+use ColumnType as T;
 
 /// Append-only; partitioned by `ingest_date` because the loader only ever
 /// appends to today's partition and incremental jobs read by ingest time.
@@ -98,23 +100,23 @@ pub const BRONZE_EVENTS: TableDef = TableDef {
     layer: "bronze",
     name: "events",
     columns: &[
-        col("event_id", String, false),
-        col("id_generated", Boolean, false),
-        col("event_type", String, false),
-        col("event_name", String, false),
-        col("user_id", String, true),
-        col("anonymous_id", String, true),
-        col("event_ts", Timestamp, false),
-        col("event_ts_clamped", Boolean, false),
-        col("sent_at", Timestamp, true),
-        col("received_at", Timestamp, false),
-        col("source", String, false),
-        col("properties", String, true),
-        col("context", String, true),
-        col("traits", String, true),
-        col("ingest_date", Date, false),
-        col("log_partition", Int, false),
-        col("log_offset", Long, false),
+        col("event_id", T::String, false),
+        col("id_generated", T::Boolean, false),
+        col("event_type", T::String, false),
+        col("event_name", T::String, false),
+        col("user_id", T::String, true),
+        col("anonymous_id", T::String, true),
+        col("event_ts", T::Timestamp, false),
+        col("event_ts_clamped", T::Boolean, false),
+        col("sent_at", T::Timestamp, true),
+        col("received_at", T::Timestamp, false),
+        col("source", T::String, false),
+        col("properties", T::String, true),
+        col("context", T::String, true),
+        col("traits", T::String, true),
+        col("ingest_date", T::Date, false),
+        col("log_partition", T::Int, false),
+        col("log_offset", T::Long, false),
     ],
     partition_by: &["ingest_date"],
     description: "Every accepted message, normalised, exactly once per log record.",
@@ -124,14 +126,14 @@ pub const BRONZE_QUARANTINE: TableDef = TableDef {
     layer: "bronze",
     name: "quarantine",
     columns: &[
-        col("received_at", Timestamp, false),
-        col("source", String, false),
-        col("reason", String, false),
-        col("detail", String, false),
-        col("raw", String, false),
-        col("ingest_date", Date, false),
-        col("log_partition", Int, false),
-        col("log_offset", Long, false),
+        col("received_at", T::Timestamp, false),
+        col("source", T::String, false),
+        col("reason", T::String, false),
+        col("detail", T::String, false),
+        col("raw", T::String, false),
+        col("ingest_date", T::Date, false),
+        col("log_partition", T::Int, false),
+        col("log_offset", T::Long, false),
     ],
     partition_by: &["ingest_date"],
     description: "Every rejected input with the reason; nothing is dropped silently.",

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
 use crate::error::{Error, Result};
 use crate::schema::TableDef;
@@ -55,11 +55,17 @@ impl Lake {
     /// the first time.
     pub async fn open_or_create(&self, def: &TableDef) -> Result<DeltaTable> {
         let name = def.qualified_name();
-        let url = self.table_url(def.layer, def.name)?;
-        let table = DeltaTable::try_from_url(url).await.map_err(Error::delta(&name))?;
-        if table.version().is_some() {
-            return Ok(table);
+        if self
+            .table_path(def.layer, def.name)
+            .join("_delta_log")
+            .is_dir()
+        {
+            return self.open(def.layer, def.name).await;
         }
+        let url = self.table_url(def.layer, def.name)?;
+        let table = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(Error::delta(&name))?;
         let created = table
             .create()
             .with_table_name(def.name)
@@ -72,7 +78,10 @@ impl Lake {
             Ok(table) => Ok(table),
             // Another process created it between our check and our create.
             Err(DeltaTableError::VersionAlreadyExists(_)) => self.open(def.layer, def.name).await,
-            Err(e) => Err(Error::Delta { table: name, source: e }),
+            Err(e) => Err(Error::Delta {
+                table: name,
+                source: e,
+            }),
         }
     }
 }

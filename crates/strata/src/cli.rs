@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about = "Self-hosted product-analytics data platform")]
+#[command(
+    name = "strata",
+    version,
+    about = "Self-hosted product-analytics data platform"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -66,7 +70,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 7)]
     pub days: u32,
     /// Users in the simulated shop.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 20000)]
     pub users: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -38,7 +38,10 @@ pub fn ensure_default_source(config: &mut Config) -> Result<Option<String>> {
     if !config.sources.is_empty() {
         return Ok(None);
     }
-    let key = match std::env::var("STRATA_WRITE_KEY").ok().filter(|k| !k.is_empty()) {
+    let key = match std::env::var("STRATA_WRITE_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
         Some(key) => {
             config.sources.push(SourceConfig {
                 name: "default".into(),
@@ -63,8 +66,12 @@ fn stored_or_new_key(data_dir: &Path) -> Result<String> {
             return Ok(key);
         }
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| CliError::Runtime(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        CliError::Runtime(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
     let key = format!("wk_{}", uuid::Uuid::new_v4().simple());
     std::fs::write(&path, &key)
         .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
@@ -109,10 +116,14 @@ impl Server {
         if has(Role::Collector) {
             let listener = tokio::net::TcpListener::bind(&config.listen)
                 .await
-                .map_err(|e| CliError::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
+                .map_err(|e| {
+                    CliError::Runtime(format!("cannot listen on {}: {e}", config.listen))
+                })?;
             addr = listener.local_addr().ok();
-            let collector = Collector::new(&config.sources, dyn_log.clone(), config.collector.clone());
-            let app = strata_collector::router(collector.clone()).merge(crate::commands::home::router());
+            let collector =
+                Collector::new(&config.sources, dyn_log.clone(), config.collector.clone());
+            let app =
+                strata_collector::router(collector.clone()).merge(crate::commands::home::router());
             let mut http_stop = stop_rx.clone();
             http = Some((
                 collector.clone(),

@@ -37,7 +37,9 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, strata_collector::router(collector)).await.unwrap();
+            axum::serve(listener, strata_collector::router(collector))
+                .await
+                .unwrap();
         });
         Self {
             base: format!("http://{addr}"),
@@ -66,7 +68,11 @@ impl Harness {
                 let entries = self.log.read(p, from, 1 << 20).await.unwrap();
                 let Some(last) = entries.last() else { break };
                 from = last.offset + 1;
-                out.extend(entries.iter().map(|e| LogRecord::decode(&e.payload).unwrap()));
+                out.extend(
+                    entries
+                        .iter()
+                        .map(|e| LogRecord::decode(&e.payload).unwrap()),
+                );
             }
         }
         out
@@ -98,5 +104,8 @@ impl Harness {
 pub async fn json_of(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let body = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -13,7 +13,12 @@ async fn request_over_500_kb_is_413() {
     let h = Harness::start().await;
     let big = "x".repeat(600 * 1024);
     let request = json!({"batch": [{"type": "track", "userId": "u", "event": "A", "properties": {"p": big}}]});
-    let r = h.post_auth("/v1/batch").body(serde_json::to_vec(&request).unwrap()).send().await.unwrap();
+    let r = h
+        .post_auth("/v1/batch")
+        .body(serde_json::to_vec(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     assert!(h.events().await.is_empty());
     // The rejected bytes are kept (up to the limit) with their reason.
@@ -32,7 +37,13 @@ async fn gzip_bomb_is_413_after_decompression() {
     encoder.write_all(b"]}").unwrap();
     let gz = encoder.finish().unwrap();
     assert!(gz.len() < 100 * 1024);
-    let r = h.post_auth("/v1/batch").header("content-encoding", "gzip").body(gz).send().await.unwrap();
+    let r = h
+        .post_auth("/v1/batch")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
 }
 
@@ -46,7 +57,11 @@ async fn message_over_32_kb_is_rejected_and_the_rest_accepted() {
         {"type": "track", "userId": "u", "event": "Small", "messageId": "s2"}
     ]});
     let (status, v) = json_of(
-        h.post_auth("/v1/batch").body(serde_json::to_vec(&request).unwrap()).send().await.unwrap(),
+        h.post_auth("/v1/batch")
+            .body(serde_json::to_vec(&request).unwrap())
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 200);
@@ -57,7 +72,14 @@ async fn message_over_32_kb_is_rejected_and_the_rest_accepted() {
     assert!(q[0].raw.contains("\"b1\""));
     // A single-message endpoint with an oversized message: 200, rejected 1.
     let msg = json!({"userId": "u", "event": "Big", "properties": {"blob": big}});
-    let (status, v) = json_of(h.post_auth("/v1/track").body(serde_json::to_vec(&msg).unwrap()).send().await.unwrap()).await;
+    let (status, v) = json_of(
+        h.post_auth("/v1/track")
+            .body(serde_json::to_vec(&msg).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(v["rejected"], 1);
 }

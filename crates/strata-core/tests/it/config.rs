@@ -9,14 +9,25 @@ fn empty_file_gives_spec_defaults() {
     assert_eq!(config.data_dir, std::path::PathBuf::from("./strata-data"));
     assert_eq!(config.collector.max_message_bytes, 32 * 1024);
     assert_eq!(config.collector.max_request_bytes, 500 * 1024);
-    assert_eq!(config.orchestrator.dirty_check_interval, Duration::from_secs(300));
+    assert_eq!(
+        config.orchestrator.dirty_check_interval,
+        Duration::from_secs(300)
+    );
     assert_eq!(config.experiments.conversion_event, "Order Completed");
-    assert_eq!(config.experiments.conversion_window, Duration::from_secs(7 * 86400));
+    assert_eq!(
+        config.experiments.conversion_window,
+        Duration::from_secs(7 * 86400)
+    );
     let funnels = config.effective_funnels();
     assert_eq!(funnels.len(), 1);
     assert_eq!(
         funnels[0].steps,
-        ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
+        [
+            "Product Viewed",
+            "Product Added",
+            "Checkout Started",
+            "Order Completed"
+        ]
     );
     assert_eq!(funnels[0].window, Duration::from_secs(86400));
 }
@@ -50,7 +61,10 @@ dirty_check_interval = "5m"
     assert_eq!(config.sources[0].write_key, "wk_web_example");
     assert_eq!(config.funnels[0].window, Duration::from_secs(86400));
     assert_eq!(config.admin_token.as_deref(), Some("secret"));
-    assert_eq!(config.orchestrator.dirty_check_interval, Duration::from_secs(300));
+    assert_eq!(
+        config.orchestrator.dirty_check_interval,
+        Duration::from_secs(300)
+    );
 }
 
 #[test]
@@ -61,7 +75,8 @@ fn unknown_top_level_key_is_named() {
 
 #[test]
 fn unknown_nested_key_is_named() {
-    let err = Config::from_toml("[[sources]]\nname = \"a\"\nwrite_key = \"k\"\nwritekey = \"x\"\n").unwrap_err();
+    let err = Config::from_toml("[[sources]]\nname = \"a\"\nwrite_key = \"k\"\nwritekey = \"x\"\n")
+        .unwrap_err();
     assert!(err.to_string().contains("writekey"), "{err}");
     let err = Config::from_toml("[orchestrator]\ndirty_interval = \"5m\"\n").unwrap_err();
     assert!(err.to_string().contains("dirty_interval"), "{err}");

@@ -8,7 +8,9 @@ fn received() -> DateTime<Utc> {
 }
 
 fn micros(text: &str) -> i64 {
-    DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp_micros()
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -95,7 +97,11 @@ fn alias_previous_id_is_the_anonymous_side() {
 
 #[test]
 fn missing_message_id_gets_a_generated_uuid_v7() {
-    let e = normalize(obj(json!({"userId": "u", "event": "A"})), &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(
+        obj(json!({"userId": "u", "event": "A"})),
+        &envelope(Some(EventType::Track)),
+    )
+    .unwrap();
     assert!(e.id_generated);
     let id = uuid::Uuid::parse_str(&e.event_id).unwrap();
     assert_eq!(id.get_version_num(), 7);
@@ -104,16 +110,43 @@ fn missing_message_id_gets_a_generated_uuid_v7() {
 #[test]
 fn rejections_carry_their_reason() {
     let cases = [
-        (json!({"type": "track", "event": "A"}), RejectReason::MissingIdentity),
-        (json!({"type": "track", "userId": "", "anonymousId": null, "event": "A"}), RejectReason::MissingIdentity),
-        (json!({"type": "purchase", "userId": "u"}), RejectReason::UnknownType),
+        (
+            json!({"type": "track", "event": "A"}),
+            RejectReason::MissingIdentity,
+        ),
+        (
+            json!({"type": "track", "userId": "", "anonymousId": null, "event": "A"}),
+            RejectReason::MissingIdentity,
+        ),
+        (
+            json!({"type": "purchase", "userId": "u"}),
+            RejectReason::UnknownType,
+        ),
         (json!({"userId": "u"}), RejectReason::UnknownType),
-        (json!({"type": "track", "userId": "u"}), RejectReason::MissingEvent),
-        (json!({"type": "track", "userId": "u", "event": ""}), RejectReason::MissingEvent),
-        (json!({"type": "track", "userId": "u", "event": 5}), RejectReason::InvalidField),
-        (json!({"type": "track", "userId": {"a": 1}, "event": "A"}), RejectReason::InvalidField),
-        (json!({"type": "track", "userId": "u", "event": "A", "timestamp": "yesterday"}), RejectReason::InvalidField),
-        (json!({"type": "track", "userId": "u", "event": "A", "properties": [1, 2]}), RejectReason::InvalidField),
+        (
+            json!({"type": "track", "userId": "u"}),
+            RejectReason::MissingEvent,
+        ),
+        (
+            json!({"type": "track", "userId": "u", "event": ""}),
+            RejectReason::MissingEvent,
+        ),
+        (
+            json!({"type": "track", "userId": "u", "event": 5}),
+            RejectReason::InvalidField,
+        ),
+        (
+            json!({"type": "track", "userId": {"a": 1}, "event": "A"}),
+            RejectReason::InvalidField,
+        ),
+        (
+            json!({"type": "track", "userId": "u", "event": "A", "timestamp": "yesterday"}),
+            RejectReason::InvalidField,
+        ),
+        (
+            json!({"type": "track", "userId": "u", "event": "A", "properties": [1, 2]}),
+            RejectReason::InvalidField,
+        ),
     ];
     for (msg, reason) in cases {
         let err = normalize(obj(msg.clone()), &envelope(None)).unwrap_err();
@@ -124,13 +157,18 @@ fn rejections_carry_their_reason() {
 
 #[test]
 fn numeric_user_ids_become_strings() {
-    let e = normalize(obj(json!({"userId": 12345, "event": "A"})), &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(
+        obj(json!({"userId": 12345, "event": "A"})),
+        &envelope(Some(EventType::Track)),
+    )
+    .unwrap();
     assert_eq!(e.user_id.as_deref(), Some("12345"));
 }
 
 #[test]
 fn batch_context_merges_under_the_message_context() {
-    let batch_context = obj(json!({"library": {"name": "analytics-node", "version": "1"}, "ip": "10.0.0.1"}));
+    let batch_context =
+        obj(json!({"library": {"name": "analytics-node", "version": "1"}, "ip": "10.0.0.1"}));
     let env = Envelope {
         batch_context: Some(&batch_context),
         ..envelope(None)
@@ -158,7 +196,9 @@ fn batch_sent_at_applies_to_messages_without_their_own() {
         batch_sent_at: Some(&sent),
         ..envelope(None)
     };
-    let msg = obj(json!({"type": "track", "userId": "u", "event": "A", "timestamp": "2026-03-01T12:09:00Z"}));
+    let msg = obj(
+        json!({"type": "track", "userId": "u", "event": "A", "timestamp": "2026-03-01T12:09:00Z"}),
+    );
     let e = normalize(msg, &env).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T11:59:00Z"));
 }

@@ -14,10 +14,11 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{FilterOp, FilterValue, Transaction};
-use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{FilterOp, FilterValue};
 use strata_core::config::LoaderConfig;
 use strata_log::{Log, LogEntry, LogError};
 use tokio::sync::watch;
@@ -254,7 +255,8 @@ impl BronzeLoader {
                 .await?;
         }
         metrics::histogram!("strata_bronze_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("strata_bronze_rows_total", "table" => "events").increment(stats.events as u64);
+        metrics::counter!("strata_bronze_rows_total", "table" => "events")
+            .increment(stats.events as u64);
         metrics::counter!("strata_bronze_rows_total", "table" => "quarantine")
             .increment(stats.quarantined as u64);
 
@@ -306,7 +308,9 @@ impl BronzeLoader {
         let max = self.config.max_batch_records.max(1);
         loop {
             let stopping = *shutdown.borrow();
-            let fresh = self.read_available(max.saturating_sub(pending.len())).await?;
+            let fresh = self
+                .read_available(max.saturating_sub(pending.len()))
+                .await?;
             if !fresh.is_empty() {
                 batch_started.get_or_insert_with(Instant::now);
                 pending.extend(fresh);

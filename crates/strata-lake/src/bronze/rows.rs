@@ -155,6 +155,9 @@ impl Rows {
             Arc::new(log_partition.finish()),
             Arc::new(log_offset.finish()),
         ];
-        Ok(RecordBatch::try_new(BRONZE_QUARANTINE.arrow_schema(), columns)?)
+        Ok(RecordBatch::try_new(
+            BRONZE_QUARANTINE.arrow_schema(),
+            columns,
+        )?)
     }
 }

@@ -11,7 +11,9 @@ async fn formats_table_csv_and_json() {
     let engine = SqlEngine::open(&env.lake).await.unwrap();
     assert_eq!(engine.tables(), ["bronze.events", "bronze.quarantine"]);
     let batches = engine
-        .query("select event_id, event_ts, log_offset >= 0 as ok from bronze.events order by event_id")
+        .query(
+            "select event_id, event_ts, log_offset >= 0 as ok from bronze.events order by event_id",
+        )
         .await
         .unwrap();
     let table = format_batches(&batches, OutputFormat::Table).unwrap();
@@ -19,7 +21,8 @@ async fn formats_table_csv_and_json() {
     let csv = format_batches(&batches, OutputFormat::Csv).unwrap();
     assert_eq!(csv.lines().next().unwrap(), "event_id,event_ts,ok");
     assert_eq!(csv.lines().count(), 4);
-    let json: serde_json::Value = serde_json::from_str(&format_batches(&batches, OutputFormat::Json).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&format_batches(&batches, OutputFormat::Json).unwrap()).unwrap();
     assert_eq!(json[0]["event_id"], "e0");
     assert_eq!(json[0]["ok"], true);
     assert_eq!(json[0]["event_ts"], "2026-03-01T11:59:59Z");

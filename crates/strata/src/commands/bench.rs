@@ -27,7 +27,8 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<()> {
     wait_ready(&base).await?;
 
     let bodies = Arc::new(request_bodies(args.batch_size));
-    let message_bytes: usize = bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * args.batch_size).max(1);
+    let message_bytes: usize =
+        bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * args.batch_size).max(1);
     println!(
         "driving {} connections for {} s with {}-message requests (~{} bytes per message)",
         args.connections, args.seconds, args.batch_size, message_bytes
@@ -119,10 +120,23 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<()> {
 
     println!("| metric | value |\n|---|---|");
     println!("| durable events/s | {rate:.0} |");
-    println!("| requests | {} ({} failed) |", latencies.len(), failures.load(Ordering::Relaxed));
-    println!("| latency p50 | {:.1} ms |", latencies.value_at_quantile(0.50) as f64 / 1000.0);
-    println!("| latency p99 | {:.1} ms |", latencies.value_at_quantile(0.99) as f64 / 1000.0);
-    println!("| latency max | {:.1} ms |", latencies.max() as f64 / 1000.0);
+    println!(
+        "| requests | {} ({} failed) |",
+        latencies.len(),
+        failures.load(Ordering::Relaxed)
+    );
+    println!(
+        "| latency p50 | {:.1} ms |",
+        latencies.value_at_quantile(0.50) as f64 / 1000.0
+    );
+    println!(
+        "| latency p99 | {:.1} ms |",
+        latencies.value_at_quantile(0.99) as f64 / 1000.0
+    );
+    println!(
+        "| latency max | {:.1} ms |",
+        latencies.max() as f64 / 1000.0
+    );
     println!("| server peak RSS | {peak_rss:.0} MiB |");
     println!(
         "| bronze lag while loading (max) | {max_lag} events ≈ {:.1} s |",
@@ -150,7 +164,11 @@ fn request_bodies(batch_size: usize) -> Vec<Bytes> {
     let messages: Vec<serde_json::Value> = generator.take(200_000).map(|g| g.message).collect();
     messages
         .chunks(batch_size.max(1))
-        .map(|chunk| Bytes::from(serde_json::to_vec(&serde_json::json!({ "batch": chunk })).unwrap_or_default()))
+        .map(|chunk| {
+            Bytes::from(
+                serde_json::to_vec(&serde_json::json!({ "batch": chunk })).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -164,7 +182,9 @@ async fn wait_ready(base: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(CliError::Runtime("the benchmark server did not become ready".into()))
+    Err(CliError::Runtime(
+        "the benchmark server did not become ready".into(),
+    ))
 }
 
 struct ChildServer {
@@ -188,7 +208,8 @@ impl ChildServer {
     }
 
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))

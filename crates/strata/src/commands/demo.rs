@@ -5,11 +5,15 @@ use chrono::Utc;
 use strata_generate::{Generator, GeneratorConfig};
 
 use crate::cli::{DemoArgs, GlobalArgs};
-use crate::commands::generate::Poster;
+use crate::commands::generate::{Pacing, Poster};
 use crate::error::{CliError, Result};
 use crate::server::{Server, ensure_default_source, load_config};
 
 const HISTORY_MARKER: &str = "demo_history_loaded";
+/// Live traffic merges this many independent shops (other seeds) with the
+/// one whose history was loaded: one shop of a size that backfills in
+/// seconds produces only about one event a second live, too little to watch.
+const LIVE_SHOPS: u64 = 16;
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     let mut config = load_config(global, args.listen)?;
@@ -22,7 +26,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     let url = format!("http://{addr}");
     println!("Strata demo is running.");
     println!("  dashboard:  {url}/");
-    println!("  write key:  {write_key} (source `{}`)", config.sources[0].name);
+    println!(
+        "  write key:  {write_key} (source `{}`)",
+        config.sources[0].name
+    );
     println!(
         "  query:      strata sql --data-dir {} \"select count(*) from bronze.events\"",
         config.data_dir.display()
@@ -31,22 +38,39 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
 
     let marker = config.data_dir.join(HISTORY_MARKER);
     let history_loaded = marker.exists();
-    let generator = Generator::new(GeneratorConfig {
-        seed: args.seed,
-        users: args.users,
-        start: (Utc::now() - chrono::Duration::days(args.days as i64)).date_naive(),
-        days: None,
-        ..GeneratorConfig::default()
-    });
+    let start = (Utc::now() - chrono::Duration::days(args.days as i64)).date_naive();
+    let shop = move |seed: u64| {
+        Generator::new(GeneratorConfig {
+            seed,
+            users: args.users,
+            start,
+            days: None,
+            ..GeneratorConfig::default()
+        })
+    };
+    let generator = shop(args.seed);
     let poster = Poster::new(&url, &write_key)?;
     let traffic = tokio::spawn(async move {
         let started = Utc::now();
+        // The other shops skip their history on another thread meanwhile.
+        let others = tokio::task::spawn_blocking(move || {
+            (1..LIVE_SHOPS)
+                .map(|i| {
+                    let mut g = shop(args.seed.wrapping_add(i)).peekable();
+                    while g.next_if(|m| m.send_at <= started).is_some() {}
+                    g
+                })
+                .collect::<Vec<_>>()
+        });
         // History goes in once per data dir; a restarted demo resumes live.
         let mut generator = generator.peekable();
         let history = std::iter::from_fn(|| generator.next_if(|g| g.send_at <= started));
         if !history_loaded {
             let progress = indicatif::ProgressBar::hidden();
-            match poster.send_all(history, 0, 100, &progress).await {
+            match poster
+                .send_all(history, 0, 100, Pacing::Replay, &progress)
+                .await
+            {
                 Ok(stats) => {
                     let _ = std::fs::write(&marker, stats.messages.to_string());
                     println!(
@@ -63,12 +87,37 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
             history.for_each(drop);
             println!("history already loaded in this data dir; streaming live traffic");
         }
+        let mut shops = match others.await {
+            Ok(others) => others,
+            Err(e) => {
+                eprintln!("demo traffic stopped: {e}");
+                return;
+            }
+        };
+        shops.push(generator);
         let progress = indicatif::ProgressBar::hidden();
-        if let Err(e) = poster.send_all(generator, 0, 100, &progress).await {
+        if let Err(e) = poster
+            .send_all(merge_by_send_time(shops), 0, 100, Pacing::Live, &progress)
+            .await
+        {
             eprintln!("demo traffic stopped: {e}");
         }
     });
     let result = server.run_until_signal().await;
     traffic.abort();
     result
+}
+
+/// Merges generators that are each ordered by send time into one such stream.
+fn merge_by_send_time(
+    mut shops: Vec<std::iter::Peekable<Generator>>,
+) -> impl Iterator<Item = strata_generate::Generated> + Send {
+    std::iter::from_fn(move || {
+        let next = shops
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, g)| g.peek().map(|m| (m.send_at, i)))
+            .min()?;
+        shops[next.1].next()
+    })
 }

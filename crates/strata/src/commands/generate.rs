@@ -30,7 +30,13 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
             let poster = Poster::new(target, &key)?;
             let progress = progress_bar();
             let stats = poster
-                .send_all(generator, args.rate, args.batch_size, &progress)
+                .send_all(
+                    generator,
+                    args.rate,
+                    args.batch_size,
+                    Pacing::Replay,
+                    &progress,
+                )
                 .await?;
             progress.finish_and_clear();
             println!(
@@ -116,7 +122,8 @@ impl Poster {
     }
 
     pub async fn post(&self, messages: Vec<Value>) -> Result<(u64, u64)> {
-        let body = serde_json::to_vec(&serde_json::json!({ "batch": messages })).map_err(CliError::runtime)?;
+        let body = serde_json::to_vec(&serde_json::json!({ "batch": messages }))
+            .map_err(CliError::runtime)?;
         let mut delay = Duration::from_millis(50);
         for _ in 0..20 {
             let response = self
@@ -140,7 +147,9 @@ impl Poster {
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
-                    return Err(CliError::Runtime(format!("collector answered {status}: {text}")));
+                    return Err(CliError::Runtime(format!(
+                        "collector answered {status}: {text}"
+                    )));
                 }
                 Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {}
                 Err(e) => return Err(CliError::runtime(e)),
@@ -148,25 +157,29 @@ impl Poster {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
-        Err(CliError::Runtime(format!("collector at {} kept refusing requests", self.url)))
+        Err(CliError::Runtime(format!(
+            "collector at {} kept refusing requests",
+            self.url
+        )))
     }
 
-    /// Sends everything the generator yields. Messages whose send time has
-    /// passed are replayed at once; their `sentAt` is moved to now while
-    /// keeping the device's clock offset, so the collector's skew correction
-    /// recovers their true event time. Messages due in the future are sent
-    /// when their time comes.
+    /// Sends everything the generator yields. Replayed messages go out at
+    /// once with `sentAt` moved to now while keeping the device's clock
+    /// offset, so the collector's skew correction recovers their true event
+    /// time. With `Pacing::Live`, messages due in the future wait for their
+    /// send time instead.
     pub async fn send_all(
         &self,
         generator: impl Iterator<Item = Generated> + Send,
         rate: u64,
         batch_size: usize,
+        pacing: Pacing,
         progress: &ProgressBar,
     ) -> Result<SendStats> {
         let batch_size = batch_size.max(1);
         let started = Instant::now();
         let mut stats = SendStats::default();
-        let mut batches = futures::stream::iter(Batches::new(generator, batch_size))
+        let mut batches = futures::stream::iter(Batches::new(generator, batch_size, pacing))
             .then(|batch| async move {
                 if let Some(due) = batch.due {
                     let wait = (due - Utc::now()).to_std().unwrap_or_default();
@@ -178,7 +191,8 @@ impl Poster {
                 let poster = self.clone();
                 async move { poster.post(messages).await }
             })
-            .buffered(4);
+            .buffered(4)
+            .boxed();
         while let Some(result) = batches.next().await {
             let (accepted, rejected) = result?;
             stats.requests += 1;
@@ -197,6 +211,14 @@ impl Poster {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// Everything now, as a replay of history.
+    Replay,
+    /// The past now, the future when it is due.
+    Live,
+}
+
 struct Batch {
     messages: Vec<Value>,
     /// Set for live traffic: when the last message of the batch is due.
@@ -206,16 +228,18 @@ struct Batch {
 /// Groups generated messages into requests; live messages go out alone-ish
 /// (in the batch of whatever is due at the same moment) so they are not held
 /// back waiting for a full batch.
-struct Batches<I> {
+struct Batches<I: Iterator> {
     inner: std::iter::Peekable<I>,
     size: usize,
+    pacing: Pacing,
 }
 
 impl<I: Iterator<Item = Generated>> Batches<I> {
-    fn new(inner: I, size: usize) -> Self {
+    fn new(inner: I, size: usize, pacing: Pacing) -> Self {
         Self {
             inner: inner.peekable(),
             size,
+            pacing,
         }
     }
 }
@@ -226,21 +250,21 @@ impl<I: Iterator<Item = Generated>> Iterator for Batches<I> {
     fn next(&mut self) -> Option<Batch> {
         let now = Utc::now();
         let first = self.inner.next()?;
-        let live = first.send_at > now;
+        let live = self.pacing == Pacing::Live && first.send_at > now;
         let mut due = first.send_at;
-        let mut messages = vec![prepare(first, now)];
+        let mut messages = vec![prepare(first, now, live)];
         while messages.len() < self.size {
             let Some(next) = self.inner.peek() else { break };
             // Live traffic leaves when due: batch only what is due together.
             if live && next.send_at > due + chrono::Duration::milliseconds(200) {
                 break;
             }
-            if !live && next.send_at > now {
+            if !live && self.pacing == Pacing::Live && next.send_at > now {
                 break;
             }
             let Some(next) = self.inner.next() else { break };
             due = next.send_at;
-            messages.push(prepare(next, now));
+            messages.push(prepare(next, now, live));
         }
         Some(Batch {
             messages,
@@ -249,9 +273,12 @@ impl<I: Iterator<Item = Generated>> Iterator for Batches<I> {
     }
 }
 
-fn prepare(generated: Generated, now: DateTime<Utc>) -> Value {
-    let Generated { send_at, mut message } = generated;
-    if send_at >= now {
+fn prepare(generated: Generated, now: DateTime<Utc>, live: bool) -> Value {
+    let Generated {
+        send_at,
+        mut message,
+    } = generated;
+    if live {
         return message;
     }
     // Replaying history: keep the device's clock offset, move the send to now.
@@ -262,7 +289,8 @@ fn prepare(generated: Generated, now: DateTime<Utc>) -> Value {
     {
         let offset = sent.with_timezone(&Utc) - send_at;
         let replayed = now + offset;
-        message["sentAt"] = Value::String(replayed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        message["sentAt"] =
+            Value::String(replayed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     }
     message
 }

@@ -26,7 +26,10 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
                  now() - max(received_at) as behind from bronze.events",
             )
             .await?;
-        println!("\nbronze.events\n{}", format_batches(&freshness, OutputFormat::Table)?);
+        println!(
+            "\nbronze.events\n{}",
+            format_batches(&freshness, OutputFormat::Table)?
+        );
     }
     if engine.tables().iter().any(|t| t == "bronze.quarantine") {
         let reasons = engine
@@ -35,7 +38,10 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
                  from bronze.quarantine group by reason order by rows desc",
             )
             .await?;
-        println!("\nbronze.quarantine by reason\n{}", format_batches(&reasons, OutputFormat::Table)?);
+        println!(
+            "\nbronze.quarantine by reason\n{}",
+            format_batches(&reasons, OutputFormat::Table)?
+        );
     }
     Ok(())
 }

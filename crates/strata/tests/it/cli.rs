@@ -5,7 +5,10 @@ fn every_subcommand_has_help() {
     for sub in ["serve", "demo", "generate", "sql", "status", "bench"] {
         let out = strata().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{sub}"
+        );
     }
 }
 
@@ -29,7 +32,10 @@ fn unknown_config_key_exits_2_naming_the_key() {
 
 #[test]
 fn missing_config_file_exits_2() {
-    let out = strata().args(["status", "--config", "/nonexistent/strata.toml"]).output().unwrap();
+    let out = strata()
+        .args(["status", "--config", "/nonexistent/strata.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -38,7 +44,11 @@ fn config_file_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("strata.toml");
     std::fs::write(&config, "nonsense = true\n").unwrap();
-    let out = strata().env("STRATA_CONFIG", &config).args(["status"]).output().unwrap();
+    let out = strata()
+        .env("STRATA_CONFIG", &config)
+        .args(["status"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -49,7 +59,10 @@ fn sql_errors_are_usage_errors_and_writes_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["sql", "create table x as select 1"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&["sql", "select 1 + 1 as two", "--format", "csv"], dir.path());
+    let out = run(
+        &["sql", "select 1 + 1 as two", "--format", "csv"],
+        dir.path(),
+    );
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "two\n2");
 }
@@ -61,11 +74,26 @@ fn generate_is_deterministic_for_a_seed() {
     let b = dir.path().join("b.ndjson");
     for path in [&a, &b] {
         let out = strata()
-            .args(["generate", "--days", "2", "--users", "50", "--seed", "9", "--start", "2026-01-05", "--out"])
+            .args([
+                "generate",
+                "--days",
+                "2",
+                "--users",
+                "50",
+                "--seed",
+                "9",
+                "--start",
+                "2026-01-05",
+                "--out",
+            ])
             .arg(path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let a = std::fs::read(&a).unwrap();
     assert!(!a.is_empty());

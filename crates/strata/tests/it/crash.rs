@@ -5,8 +5,23 @@ use crate::process::{KEY, Served, count, run};
 
 fn post(base: &str, batch: &serde_json::Value) -> bool {
     let out = std::process::Command::new("curl")
-        .args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-u", &format!("{KEY}:")])
-        .args(["-H", "content-type: application/json", "-d", &batch.to_string()])
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &format!("{KEY}:"),
+        ])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &batch.to_string(),
+        ])
         .arg(format!("{base}/v1/batch"))
         .output()
         .unwrap();
@@ -42,11 +57,29 @@ fn kill_minus_nine_during_ingest_loses_and_duplicates_nothing() {
 
     let data_dir = dir.path();
     let rows = count(data_dir, "select count(*) from bronze.events");
-    let distinct = count(data_dir, "select count(distinct event_id) from bronze.events");
+    let distinct = count(
+        data_dir,
+        "select count(distinct event_id) from bronze.events",
+    );
     assert_eq!(rows, distinct, "a log record was loaded twice");
     assert!(rows as usize >= acked.len());
-    let out = run(&["sql", "select event_id from bronze.events", "--format", "csv"], data_dir);
-    let loaded: HashSet<String> = String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_string).collect();
+    let out = run(
+        &[
+            "sql",
+            "select event_id from bronze.events",
+            "--format",
+            "csv",
+        ],
+        data_dir,
+    );
+    let loaded: HashSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
     let missing: Vec<_> = acked.difference(&loaded).take(5).collect();
-    assert!(missing.is_empty(), "acknowledged but not in bronze: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in bronze: {missing:?}"
+    );
 }

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -6,22 +6,33 @@ pub const KEY: &str = "wk_it";
 
 pub fn strata() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-    command.env_remove("STRATA_CONFIG").env_remove("STRATA_DATA_DIR").env("STRATA_LOG", "warn");
+    command
+        .env_remove("STRATA_CONFIG")
+        .env_remove("STRATA_DATA_DIR")
+        .env("STRATA_LOG", "warn");
     command
 }
 
 pub fn run(args: &[&str], data_dir: &Path) -> Output {
-    strata().args(args).arg("--data-dir").arg(data_dir).output().unwrap()
+    strata()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Served {
     pub child: Child,
     pub base: String,
-    pub data_dir: PathBuf,
 }
 
 impl Served {
@@ -38,7 +49,6 @@ impl Served {
         let served = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            data_dir: data_dir.to_path_buf(),
         };
         served.wait_ready();
         served
@@ -62,7 +72,10 @@ impl Served {
     }
 
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         std::mem::forget(self);
         status
@@ -85,7 +98,11 @@ impl Drop for Served {
 /// `strata sql ... --format json` → the single number it returns.
 pub fn count(data_dir: &Path, sql: &str) -> i64 {
     let out = run(&["sql", sql, "--format", "json"], data_dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = rows[0].as_object().unwrap();
     row.values().next().unwrap().as_i64().unwrap()
