@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use strata_core::event::{EventType, LogRecord, QuarantineRecord, RejectReason};
 use strata_core::normalize::{Envelope, Rejection, normalize, person_key};
 use strata_log::partition_for_key;
@@ -49,8 +50,22 @@ struct BatchBody<'a> {
     batch: Vec<&'a RawValue>,
     #[serde(default)]
     context: Option<Map<String, Value>>,
-    #[serde(default, rename = "sentAt")]
-    sent_at: Option<Value>,
+    #[serde(default, rename = "sentAt", borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(default, rename = "writeKey", borrow)]
+    write_key: Option<Cow<'a, str>>,
+}
+
+/// A single-message body, read only for its write key.
+#[derive(Deserialize)]
+struct KeyOnly<'a> {
+    #[serde(default, rename = "writeKey", borrow)]
+    write_key: Option<Cow<'a, str>>,
+}
+
+enum Payload<'a> {
+    Single(EventType, KeyOnly<'a>),
+    Batch(BatchBody<'a>),
 }
 
 /// Records of one request, grouped by log partition.
@@ -156,51 +171,57 @@ async fn handle_inner(
         }
     };
 
-    let parsed: Result<Value, _> = serde_json::from_slice(&raw);
-    let source = match (&header_source, &parsed) {
-        (Some(source), _) => source.clone(),
-        (None, Ok(Value::Object(map))) => match map.get("writeKey") {
-            Some(Value::String(key)) => match collector.source_for_key(key) {
-                Some(source) => source.to_string(),
-                None => return unauthorized("unknown write key"),
-            },
-            _ => return unauthorized("missing write key"),
-        },
-        (None, _) => return unauthorized("missing write key"),
-    };
-
-    let root = match parsed {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return reject_request(
-                collector,
-                &source,
-                &raw,
-                received_at,
-                RejectReason::NotSegmentPayload,
-                "body must be a JSON object",
-            )
-            .await;
+    // One pass finds the write key (and, for a batch, the items as raw
+    // slices); each message is then parsed once, by `normalize`.
+    let text = std::str::from_utf8(&raw);
+    let parsed: Result<Payload<'_>, serde_json::Error> = match (&text, endpoint) {
+        (Err(_), _) => Err(serde::de::Error::custom("body is not UTF-8")),
+        // Serde would also read a struct from an array; a payload is an object.
+        (Ok(text), _) if !text.trim_start().starts_with('{') => Err(not_an_object(text)),
+        (Ok(text), Endpoint::Batch) => {
+            serde_json::from_str::<BatchBody<'_>>(text).map(Payload::Batch)
         }
+        (Ok(text), Endpoint::Single(t)) => {
+            serde_json::from_str::<KeyOnly<'_>>(text).map(|k| Payload::Single(t, k))
+        }
+    };
+    let body_key = match &parsed {
+        Ok(Payload::Batch(b)) => b.write_key.clone(),
+        Ok(Payload::Single(_, k)) => k.write_key.clone(),
+        // A rejected body may still name its key: parse just that, if it can be.
+        Err(_) => text
+            .ok()
+            .and_then(|t| serde_json::from_str::<KeyOnly<'_>>(t).ok())
+            .and_then(|k| k.write_key),
+    };
+    let source = match (&header_source, body_key) {
+        (Some(source), _) => source.clone(),
+        (None, Some(key)) => match collector.source_for_key(&key) {
+            Some(source) => source.to_string(),
+            None => return unauthorized("unknown write key"),
+        },
+        (None, None) => return unauthorized("missing write key"),
+    };
+    let body = match parsed {
+        Ok(body) => body,
         Err(e) => {
-            let detail = format!("body is not JSON: {e}");
-            return reject_request(
-                collector,
-                &source,
-                &raw,
-                received_at,
-                RejectReason::InvalidJson,
-                &detail,
-            )
-            .await;
+            let (reason, detail) = if e.is_data() {
+                (
+                    RejectReason::NotSegmentPayload,
+                    format!("not a Segment payload: {e}"),
+                )
+            } else {
+                (RejectReason::InvalidJson, format!("body is not JSON: {e}"))
+            };
+            return reject_request(collector, &source, &raw, received_at, reason, &detail).await;
         }
     };
 
     let partitions = collector.inner.log.partition_count();
     let max_message = collector.inner.limits.max_message_bytes;
     let mut pending = Pending::new(partitions);
-    match endpoint {
-        Endpoint::Single(event_type) => {
+    match body {
+        Payload::Single(event_type, _) => {
             let envelope = Envelope {
                 received_at,
                 source: &source,
@@ -208,65 +229,19 @@ async fn handle_inner(
                 batch_context: None,
                 batch_sent_at: None,
             };
-            if raw.len() > max_message {
-                let detail = format!("message exceeds {max_message} bytes");
-                reject_message(
-                    &mut pending,
-                    &envelope,
-                    &raw,
-                    RejectReason::MessageTooLarge,
-                    detail,
-                );
-            } else {
-                accept_or_reject(&mut pending, &envelope, root, &raw);
-            }
+            let text = text.unwrap_or_default();
+            check_and_normalize(&mut pending, &envelope, text, max_message);
         }
-        Endpoint::Batch => {
-            let batch: BatchBody<'_> = match serde_json::from_slice(&raw) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    let detail = format!("not a Segment batch: {e}");
-                    return reject_request(
-                        collector,
-                        &source,
-                        &raw,
-                        received_at,
-                        RejectReason::NotSegmentPayload,
-                        &detail,
-                    )
-                    .await;
-                }
-            };
+        Payload::Batch(batch) => {
             let envelope = Envelope {
                 received_at,
                 source: &source,
                 implied_type: None,
                 batch_context: batch.context.as_ref(),
-                batch_sent_at: batch.sent_at.as_ref(),
+                batch_sent_at: batch.sent_at,
             };
             for item in &batch.batch {
-                let text = item.get().as_bytes();
-                if text.len() > max_message {
-                    let detail = format!("message exceeds {max_message} bytes");
-                    reject_message(
-                        &mut pending,
-                        &envelope,
-                        text,
-                        RejectReason::MessageTooLarge,
-                        detail,
-                    );
-                    continue;
-                }
-                match serde_json::from_str::<Value>(item.get()) {
-                    Ok(Value::Object(map)) => accept_or_reject(&mut pending, &envelope, map, text),
-                    _ => reject_message(
-                        &mut pending,
-                        &envelope,
-                        text,
-                        RejectReason::NotSegmentPayload,
-                        "batch item is not a JSON object".into(),
-                    ),
-                }
+                check_and_normalize(&mut pending, &envelope, item.get(), max_message);
             }
         }
     }
@@ -290,19 +265,41 @@ async fn handle_inner(
         .into_response()
 }
 
-fn accept_or_reject(
+/// Valid JSON that is not an object is a data error (not a Segment payload);
+/// anything else a syntax error.
+fn not_an_object(text: &str) -> serde_json::Error {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => serde::de::Error::custom("body must be a JSON object"),
+        Err(e) => e,
+    }
+}
+
+fn check_and_normalize(
     pending: &mut Pending,
     envelope: &Envelope<'_>,
-    message: Map<String, Value>,
-    raw: &[u8],
+    message: &str,
+    max_message: usize,
 ) {
+    if message.len() > max_message {
+        let detail = format!("message exceeds {max_message} bytes");
+        reject_message(
+            pending,
+            envelope,
+            message.as_bytes(),
+            RejectReason::MessageTooLarge,
+            detail,
+        );
+        return;
+    }
     match normalize(message, envelope) {
         Ok(event) => {
             let key = person_key(&event).to_owned();
             pending.push(&key, &LogRecord::Event(event));
             pending.accepted += 1;
         }
-        Err(Rejection { reason, detail }) => reject_message(pending, envelope, raw, reason, detail),
+        Err(Rejection { reason, detail }) => {
+            reject_message(pending, envelope, message.as_bytes(), reason, detail)
+        }
     }
 }
 

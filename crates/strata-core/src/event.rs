@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,11 +125,10 @@ pub enum LogRecord {
 
 impl LogRecord {
     pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain structs of strings and numbers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::codec::encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::RecordDecode(e.to_string()))
+        crate::codec::decode(bytes)
     }
 }

@@ -1,7 +1,11 @@
 //! SPEC §2 normalisation: one Segment message in, one `BronzeEvent` (or the
 //! reason it was rejected) out.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -35,38 +39,82 @@ pub struct Envelope<'a> {
     /// `context` of a `/v1/batch` body, merged under each message's own.
     pub batch_context: Option<&'a Map<String, Value>>,
     /// `sentAt` of a `/v1/batch` body, used by messages that carry none.
-    pub batch_sent_at: Option<&'a Value>,
+    pub batch_sent_at: Option<&'a RawValue>,
 }
 
-pub fn normalize(
-    message: Map<String, Value>,
-    envelope: &Envelope<'_>,
-) -> Result<BronzeEvent, Rejection> {
-    let mut message = message;
+/// The fields of a Segment message Strata reads, borrowed from the request
+/// body: blobs stay raw JSON text, so they are stored without being parsed
+/// into a tree and serialised again.
+#[derive(Deserialize)]
+struct RawMessage<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(rename = "userId", default, borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(rename = "anonymousId", default, borrow)]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(rename = "previousId", default, borrow)]
+    previous_id: Option<&'a RawValue>,
+    #[serde(rename = "messageId", default, borrow)]
+    message_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(rename = "originalTimestamp", default, borrow)]
+    original_timestamp: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", default, borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    context: Option<&'a RawValue>,
+}
+
+/// Normalises one message given as its JSON text.
+pub fn normalize(message: &str, envelope: &Envelope<'_>) -> Result<BronzeEvent, Rejection> {
+    if !message.trim_start().starts_with('{') {
+        return Err(Rejection::new(
+            RejectReason::NotSegmentPayload,
+            "message is not a JSON object",
+        ));
+    }
+    let message: RawMessage<'_> = serde_json::from_str(message).map_err(|e| {
+        let reason = if e.is_data() {
+            RejectReason::InvalidField
+        } else {
+            RejectReason::InvalidJson
+        };
+        Rejection::new(reason, e.to_string())
+    })?;
     let event_type = match envelope.implied_type {
         Some(t) => t,
-        None => match message.get("type") {
-            Some(Value::String(t)) => EventType::parse(t).ok_or_else(|| {
-                Rejection::new(RejectReason::UnknownType, format!("unknown type {t:?}"))
-            })?,
-            Some(_) => {
-                return Err(Rejection::new(
-                    RejectReason::UnknownType,
-                    "type is not a string",
-                ));
-            }
+        None => match present(message.kind) {
             None => return Err(Rejection::new(RejectReason::UnknownType, "type is missing")),
+            Some(raw) => {
+                let text = string_value(raw).ok_or_else(|| {
+                    Rejection::new(RejectReason::UnknownType, "type is not a string")
+                })?;
+                EventType::parse(&text).ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::UnknownType,
+                        format!("unknown type {:?}", truncate(&text, 64)),
+                    )
+                })?
+            }
         },
     };
 
-    let user_id = id_field(&message, "userId")?;
+    let user_id = id_field(message.user_id, "userId")?;
     let anonymous_id = match event_type {
         // An alias names its anonymous side in previousId (SPEC §2).
-        EventType::Alias => match id_field(&message, "previousId")? {
+        EventType::Alias => match id_field(message.previous_id, "previousId")? {
             Some(previous) => Some(previous),
-            None => id_field(&message, "anonymousId")?,
+            None => id_field(message.anonymous_id, "anonymousId")?,
         },
-        _ => id_field(&message, "anonymousId")?,
+        _ => id_field(message.anonymous_id, "anonymousId")?,
     };
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(Rejection::new(
@@ -82,46 +130,55 @@ pub fn normalize(
     }
 
     let event_name = match event_type {
-        EventType::Track => match message.get("event") {
-            Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
-            Some(Value::String(_)) | None | Some(Value::Null) => {
+        EventType::Track => match present(message.event) {
+            None => {
                 return Err(Rejection::new(
                     RejectReason::MissingEvent,
                     "track call without event",
                 ));
             }
-            Some(_) => {
-                return Err(Rejection::new(
-                    RejectReason::InvalidField,
-                    "event is not a string",
-                ));
-            }
+            Some(raw) => match string_value(raw) {
+                Some(name) if !name.trim().is_empty() => name.into_owned(),
+                Some(_) => {
+                    return Err(Rejection::new(
+                        RejectReason::MissingEvent,
+                        "track call with an empty event",
+                    ));
+                }
+                None => {
+                    return Err(Rejection::new(
+                        RejectReason::InvalidField,
+                        "event is not a string",
+                    ));
+                }
+            },
         },
         other => other.synthetic_name().unwrap_or_default().to_string(),
     };
 
-    let (event_id, id_generated) = match id_field(&message, "messageId")? {
+    let (event_id, id_generated) = match id_field(message.message_id, "messageId")? {
         Some(id) => (id, false),
         None => (Uuid::now_v7().to_string(), true),
     };
 
     let received_at = envelope.received_at.timestamp_micros();
-    let timestamp = match message.get("timestamp") {
-        None | Some(Value::Null) => time_field(&message, "originalTimestamp")?,
-        Some(_) => time_field(&message, "timestamp")?,
-    };
-    let sent_at = match message.get("sentAt") {
-        None | Some(Value::Null) => match envelope.batch_sent_at {
-            Some(v) => parse_time("sentAt", v)?,
+    let timestamp = match present(message.timestamp) {
+        Some(raw) => parse_time("timestamp", raw)?,
+        None => match present(message.original_timestamp) {
+            Some(raw) => parse_time("originalTimestamp", raw)?,
             None => None,
         },
-        Some(_) => time_field(&message, "sentAt")?,
     };
+    let sent_at =
+        match present(message.sent_at).or(envelope.batch_sent_at.and_then(|v| present(Some(v)))) {
+            Some(raw) => parse_time("sentAt", raw)?,
+            None => None,
+        };
     let (event_ts, ts_clamped) = event_time(received_at, timestamp, sent_at);
 
-    let properties = blob(&mut message, "properties")?;
-    let traits = blob(&mut message, "traits")?;
-    let context = merged_context(&mut message, envelope.batch_context)?;
+    let properties = object_text(message.properties, "properties")?;
+    let traits = object_text(message.traits, "traits")?;
+    let context = merged_context(message.context, envelope.batch_context)?;
 
     Ok(BronzeEvent {
         event_id,
@@ -155,41 +212,55 @@ pub fn event_time(received_at: i64, timestamp: Option<i64>, sent_at: Option<i64>
     }
 }
 
+/// A field that is absent or `null` counts as absent.
+fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+fn string_value(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+}
+
 /// Identifiers may arrive as strings or numbers; empty strings count as absent.
-fn id_field(message: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
-    match message.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(Rejection::new(
-            RejectReason::InvalidField,
-            format!("{key} must be a string or a number"),
-        )),
-    }
-}
-
-fn time_field(message: &Map<String, Value>, key: &str) -> Result<Option<i64>, Rejection> {
-    match message.get(key) {
-        None => Ok(None),
-        Some(v) => parse_time(key, v),
-    }
-}
-
-fn parse_time(key: &str, value: &Value) -> Result<Option<i64>, Rejection> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) => parse_timestamp(s).map(Some).ok_or_else(|| {
+fn id_field(raw: Option<&RawValue>, key: &str) -> Result<Option<String>, Rejection> {
+    let Some(raw) = present(raw) else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if text.starts_with('"') {
+        let value = string_value(raw).ok_or_else(|| {
             Rejection::new(
                 RejectReason::InvalidField,
-                format!("{key} is not an ISO-8601 timestamp: {}", truncate(s, 64)),
+                format!("{key} is not a valid string"),
             )
-        }),
-        _ => Err(Rejection::new(
+        })?;
+        return Ok((!value.is_empty()).then(|| value.into_owned()));
+    }
+    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(Some(text.to_string()));
+    }
+    Err(Rejection::new(
+        RejectReason::InvalidField,
+        format!("{key} must be a string or a number"),
+    ))
+}
+
+fn parse_time(key: &str, raw: &RawValue) -> Result<Option<i64>, Rejection> {
+    let Some(text) = string_value(raw) else {
+        return Err(Rejection::new(
             RejectReason::InvalidField,
             format!("{key} must be an ISO-8601 string"),
-        )),
-    }
+        ));
+    };
+    parse_timestamp(&text).map(Some).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::InvalidField,
+            format!(
+                "{key} is not an ISO-8601 timestamp: {}",
+                truncate(&text, 64)
+            ),
+        )
+    })
 }
 
 /// RFC 3339, plus the offset-less form some SDKs send (taken as UTC).
@@ -202,10 +273,11 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
-fn blob(message: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
-    match message.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => Ok(Some(v.to_string())),
+/// Blobs are kept as the client sent them, once checked to be objects.
+fn object_text(raw: Option<&RawValue>, key: &str) -> Result<Option<String>, Rejection> {
+    match present(raw) {
+        None => Ok(None),
+        Some(raw) if raw.get().starts_with('{') => Ok(Some(raw.get().to_string())),
         Some(_) => Err(Rejection::new(
             RejectReason::InvalidField,
             format!("{key} must be an object"),
@@ -214,29 +286,18 @@ fn blob(message: &mut Map<String, Value>, key: &str) -> Result<Option<String>, R
 }
 
 fn merged_context(
-    message: &mut Map<String, Value>,
+    own: Option<&RawValue>,
     batch_context: Option<&Map<String, Value>>,
 ) -> Result<Option<String>, Rejection> {
-    let own = match message.remove("context") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map),
-        Some(_) => {
-            return Err(Rejection::new(
-                RejectReason::InvalidField,
-                "context must be an object",
-            ));
-        }
+    let Some(base) = batch_context else {
+        return object_text(own, "context");
     };
-    let merged = match (batch_context, own) {
-        (None, None) => return Ok(None),
-        (None, Some(own)) => own,
-        (Some(base), None) => base.clone(),
-        (Some(base), Some(own)) => {
-            let mut merged = base.clone();
-            deep_merge(&mut merged, own);
-            merged
-        }
-    };
+    let mut merged = base.clone();
+    if let Some(own) = object_text(own, "context")? {
+        let own: Map<String, Value> = serde_json::from_str(&own)
+            .map_err(|e| Rejection::new(RejectReason::InvalidField, format!("context: {e}")))?;
+        deep_merge(&mut merged, own);
+    }
     Ok(Some(Value::Object(merged).to_string()))
 }
 

@@ -1,5 +1,5 @@
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use strata_core::event::{EventType, RejectReason};
 use strata_core::normalize::{Envelope, normalize};
 
@@ -13,8 +13,8 @@ fn micros(text: &str) -> i64 {
         .timestamp_micros()
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
+fn obj(v: Value) -> String {
+    v.to_string()
 }
 
 fn envelope(implied: Option<EventType>) -> Envelope<'static> {
@@ -34,7 +34,7 @@ fn skew_is_corrected_with_sent_at() {
         "userId": "u1", "event": "Signed Up", "messageId": "m1",
         "timestamp": "2026-03-01T12:09:30Z", "sentAt": "2026-03-01T12:10:00Z"
     }));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T11:59:30Z"));
     assert!(!e.ts_clamped);
     assert_eq!(e.sent_at, Some(micros("2026-03-01T12:10:00Z")));
@@ -48,26 +48,26 @@ fn skew_is_corrected_with_sent_at() {
 #[test]
 fn timestamp_alone_is_taken_as_is_and_absent_falls_back_to_received_at() {
     let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-02-27T08:00:00.250Z"}));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-02-27T08:00:00.250Z"));
     let msg = obj(json!({"userId": "u1", "event": "A"}));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
     // sentAt without timestamp says nothing about the event time.
     let msg = obj(json!({"userId": "u1", "event": "A", "sentAt": "2020-01-01T00:00:00Z"}));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
 }
 
 #[test]
 fn more_than_23_hours_in_the_future_is_clamped_and_flagged() {
     let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-03-02T11:00:01Z"}));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T12:00:00Z"));
     assert!(e.ts_clamped);
     // Exactly 23 hours ahead is still allowed.
     let msg = obj(json!({"userId": "u1", "event": "A", "timestamp": "2026-03-02T11:00:00Z"}));
-    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    let e = normalize(&msg, &envelope(Some(EventType::Track))).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-02T11:00:00Z"));
     assert!(!e.ts_clamped);
 }
@@ -80,7 +80,7 @@ fn event_names_of_each_type() {
         (EventType::Identify, "$identify"),
         (EventType::Group, "$group"),
     ] {
-        let e = normalize(obj(json!({"anonymousId": "a1"})), &envelope(Some(t))).unwrap();
+        let e = normalize(&obj(json!({"anonymousId": "a1"})), &envelope(Some(t))).unwrap();
         assert_eq!(e.event_name, name);
         assert_eq!(e.event_type, t);
     }
@@ -89,7 +89,7 @@ fn event_names_of_each_type() {
 #[test]
 fn alias_previous_id_is_the_anonymous_side() {
     let msg = obj(json!({"type": "alias", "previousId": "anon-7", "userId": "user-7"}));
-    let e = normalize(msg, &envelope(None)).unwrap();
+    let e = normalize(&msg, &envelope(None)).unwrap();
     assert_eq!(e.event_name, "$alias");
     assert_eq!(e.anonymous_id.as_deref(), Some("anon-7"));
     assert_eq!(e.user_id.as_deref(), Some("user-7"));
@@ -98,7 +98,7 @@ fn alias_previous_id_is_the_anonymous_side() {
 #[test]
 fn missing_message_id_gets_a_generated_uuid_v7() {
     let e = normalize(
-        obj(json!({"userId": "u", "event": "A"})),
+        &obj(json!({"userId": "u", "event": "A"})),
         &envelope(Some(EventType::Track)),
     )
     .unwrap();
@@ -149,7 +149,7 @@ fn rejections_carry_their_reason() {
         ),
     ];
     for (msg, reason) in cases {
-        let err = normalize(obj(msg.clone()), &envelope(None)).unwrap_err();
+        let err = normalize(&obj(msg.clone()), &envelope(None)).unwrap_err();
         assert_eq!(err.reason, reason, "{msg}");
         assert!(!err.detail.is_empty());
     }
@@ -158,7 +158,7 @@ fn rejections_carry_their_reason() {
 #[test]
 fn numeric_user_ids_become_strings() {
     let e = normalize(
-        obj(json!({"userId": 12345, "event": "A"})),
+        &obj(json!({"userId": 12345, "event": "A"})),
         &envelope(Some(EventType::Track)),
     )
     .unwrap();
@@ -168,7 +168,10 @@ fn numeric_user_ids_become_strings() {
 #[test]
 fn batch_context_merges_under_the_message_context() {
     let batch_context =
-        obj(json!({"library": {"name": "analytics-node", "version": "1"}, "ip": "10.0.0.1"}));
+        json!({"library": {"name": "analytics-node", "version": "1"}, "ip": "10.0.0.1"})
+            .as_object()
+            .unwrap()
+            .clone();
     let env = Envelope {
         batch_context: Some(&batch_context),
         ..envelope(None)
@@ -177,21 +180,21 @@ fn batch_context_merges_under_the_message_context() {
         "type": "track", "userId": "u", "event": "A",
         "context": {"library": {"version": "2"}, "locale": "de-DE"}
     }));
-    let e = normalize(msg, &env).unwrap();
+    let e = normalize(&msg, &env).unwrap();
     let context: Value = serde_json::from_str(e.context.as_deref().unwrap()).unwrap();
     assert_eq!(
         context,
         json!({"library": {"name": "analytics-node", "version": "2"}, "ip": "10.0.0.1", "locale": "de-DE"})
     );
     // A message with no context of its own gets the batch's.
-    let e = normalize(obj(json!({"type": "page", "anonymousId": "a"})), &env).unwrap();
+    let e = normalize(&obj(json!({"type": "page", "anonymousId": "a"})), &env).unwrap();
     let context: Value = serde_json::from_str(e.context.as_deref().unwrap()).unwrap();
     assert_eq!(context["ip"], "10.0.0.1");
 }
 
 #[test]
 fn batch_sent_at_applies_to_messages_without_their_own() {
-    let sent = json!("2026-03-01T12:10:00Z");
+    let sent = serde_json::value::RawValue::from_string("\"2026-03-01T12:10:00Z\"".into()).unwrap();
     let env = Envelope {
         batch_sent_at: Some(&sent),
         ..envelope(None)
@@ -199,6 +202,26 @@ fn batch_sent_at_applies_to_messages_without_their_own() {
     let msg = obj(
         json!({"type": "track", "userId": "u", "event": "A", "timestamp": "2026-03-01T12:09:00Z"}),
     );
-    let e = normalize(msg, &env).unwrap();
+    let e = normalize(&msg, &env).unwrap();
     assert_eq!(e.event_ts, micros("2026-03-01T11:59:00Z"));
+}
+
+#[test]
+fn blobs_are_kept_as_sent_and_non_objects_are_not_payloads() {
+    let msg = r#"{"userId":"u","event":"A","properties":{"price": 9.5, "tags":["a","b"]}}"#;
+    let e = normalize(msg, &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(
+        e.properties.as_deref(),
+        Some(r#"{"price": 9.5, "tags":["a","b"]}"#)
+    );
+    for item in ["17", "\"text\"", "[1]", "null"] {
+        let err = normalize(item, &envelope(None)).unwrap_err();
+        assert_eq!(err.reason, RejectReason::NotSegmentPayload, "{item}");
+    }
+    let err = normalize(
+        r#"{"userId":"u","userId":"v","event":"A"}"#,
+        &envelope(Some(EventType::Track)),
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, RejectReason::InvalidField);
 }

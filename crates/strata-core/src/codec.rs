@@ -1,0 +1,195 @@
+//! The binary form of a `LogRecord` in the log: a version byte, then fields
+//! in declaration order; strings as u32 length + UTF-8, optional fields
+//! behind a presence bitmap. Compact and cheap both ways (no escaping of the
+//! JSON blobs the records carry), and every read is bounds-checked so a
+//! damaged record is an error, never a panic.
+
+use crate::error::{Error, Result};
+use crate::event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectReason};
+
+const EVENT_V1: u8 = 1;
+const QUARANTINE_V1: u8 = 2;
+
+const REASONS: [RejectReason; 8] = [
+    RejectReason::InvalidJson,
+    RejectReason::NotSegmentPayload,
+    RejectReason::RequestTooLarge,
+    RejectReason::MessageTooLarge,
+    RejectReason::MissingIdentity,
+    RejectReason::UnknownType,
+    RejectReason::MissingEvent,
+    RejectReason::InvalidField,
+];
+
+pub fn encode(record: &LogRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    match record {
+        LogRecord::Event(e) => {
+            out.push(EVENT_V1);
+            let flags = (e.id_generated as u8)
+                | (e.ts_clamped as u8) << 1
+                | (e.user_id.is_some() as u8) << 2
+                | (e.anonymous_id.is_some() as u8) << 3
+                | (e.sent_at.is_some() as u8) << 4
+                | (e.properties.is_some() as u8) << 5
+                | (e.context.is_some() as u8) << 6
+                | (e.traits.is_some() as u8) << 7;
+            out.push(flags);
+            out.push(
+                EventType::ALL
+                    .iter()
+                    .position(|t| *t == e.event_type)
+                    .unwrap_or(0) as u8,
+            );
+            put_str(&mut out, &e.event_id);
+            put_str(&mut out, &e.event_name);
+            put_opt_str(&mut out, e.user_id.as_deref());
+            put_opt_str(&mut out, e.anonymous_id.as_deref());
+            out.extend_from_slice(&e.event_ts.to_le_bytes());
+            if let Some(sent) = e.sent_at {
+                out.extend_from_slice(&sent.to_le_bytes());
+            }
+            out.extend_from_slice(&e.received_at.to_le_bytes());
+            put_str(&mut out, &e.source);
+            put_opt_str(&mut out, e.properties.as_deref());
+            put_opt_str(&mut out, e.context.as_deref());
+            put_opt_str(&mut out, e.traits.as_deref());
+        }
+        LogRecord::Quarantine(q) => {
+            out.push(QUARANTINE_V1);
+            out.push(REASONS.iter().position(|r| *r == q.reason).unwrap_or(0) as u8);
+            out.extend_from_slice(&q.received_at.to_le_bytes());
+            put_str(&mut out, &q.source);
+            put_str(&mut out, &q.detail);
+            put_str(&mut out, &q.raw);
+        }
+    }
+    out
+}
+
+pub fn decode(bytes: &[u8]) -> Result<LogRecord> {
+    let mut r = Reader { bytes, at: 0 };
+    match r.u8()? {
+        EVENT_V1 => {
+            let flags = r.u8()?;
+            let event_type = *EventType::ALL
+                .get(r.u8()? as usize)
+                .ok_or_else(|| Error::RecordDecode("unknown event type".into()))?;
+            let event_id = r.string()?;
+            let event_name = r.string()?;
+            let user_id = r.opt_string(flags & 1 << 2 != 0)?;
+            let anonymous_id = r.opt_string(flags & 1 << 3 != 0)?;
+            let event_ts = r.i64()?;
+            let sent_at = if flags & 1 << 4 != 0 {
+                Some(r.i64()?)
+            } else {
+                None
+            };
+            let received_at = r.i64()?;
+            let source = r.string()?;
+            let properties = r.opt_string(flags & 1 << 5 != 0)?;
+            let context = r.opt_string(flags & 1 << 6 != 0)?;
+            let traits = r.opt_string(flags & 1 << 7 != 0)?;
+            r.finish()?;
+            Ok(LogRecord::Event(BronzeEvent {
+                event_id,
+                id_generated: flags & 1 != 0,
+                event_type,
+                event_name,
+                user_id,
+                anonymous_id,
+                event_ts,
+                ts_clamped: flags & 1 << 1 != 0,
+                sent_at,
+                received_at,
+                source,
+                properties,
+                context,
+                traits,
+            }))
+        }
+        QUARANTINE_V1 => {
+            let reason = *REASONS
+                .get(r.u8()? as usize)
+                .ok_or_else(|| Error::RecordDecode("unknown reject reason".into()))?;
+            let received_at = r.i64()?;
+            let source = r.string()?;
+            let detail = r.string()?;
+            let raw = r.string()?;
+            r.finish()?;
+            Ok(LogRecord::Quarantine(QuarantineRecord {
+                received_at,
+                source,
+                reason,
+                detail,
+                raw,
+            }))
+        }
+        other => Err(Error::RecordDecode(format!(
+            "unknown record version {other}"
+        ))),
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    if let Some(s) = s {
+        put_str(out, s);
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| Error::RecordDecode("record is truncated".into()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(self.take(8)?);
+        Ok(i64::from_le_bytes(buf))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(self.take(4)?);
+        let bytes = self.take(u32::from_le_bytes(len) as usize)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::RecordDecode("string is not UTF-8".into()))
+    }
+
+    fn opt_string(&mut self, present: bool) -> Result<Option<String>> {
+        if present {
+            self.string().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(Error::RecordDecode("trailing bytes after record".into()))
+        }
+    }
+}
