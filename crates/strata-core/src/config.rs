@@ -148,7 +148,7 @@ impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
             flush_interval: Duration::from_secs(2),
-            max_batch_records: 200_000,
+            max_batch_records: 100_000,
             optimize_every_commits: 50,
         }
     }

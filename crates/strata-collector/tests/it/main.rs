@@ -1,5 +1,6 @@
 //! Real HTTP on loopback against a real embedded log.
 
 mod harness;
+mod hostile;
 mod ingest;
 mod limits;

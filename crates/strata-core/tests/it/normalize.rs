@@ -225,3 +225,61 @@ fn blobs_are_kept_as_sent_and_non_objects_are_not_payloads() {
     .unwrap_err();
     assert_eq!(err.reason, RejectReason::InvalidField);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("userId".to_string()),
+                        Just("anonymousId".to_string()),
+                        Just("event".to_string()),
+                        Just("timestamp".to_string()),
+                        Just("sentAt".to_string()),
+                        Just("properties".to_string()),
+                        Just("context".to_string()),
+                        Just("messageId".to_string()),
+                        Just("previousId".to_string()),
+                        ".{0,8}".prop_map(|s| s),
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = normalize(&text, &envelope(None));
+            let _ = normalize(&text, &envelope(Some(EventType::Track)));
+        }
+
+        #[test]
+        fn arbitrary_messages_are_accepted_or_rejected_with_a_reason(v in json_value()) {
+            match normalize(&v.to_string(), &envelope(None)) {
+                Ok(e) => {
+                    prop_assert!(e.user_id.is_some() || e.anonymous_id.is_some());
+                    prop_assert!(!e.event_name.is_empty());
+                    prop_assert!(e.event_ts <= e.received_at + strata_core::normalize::MAX_FUTURE_MICROS);
+                }
+                Err(r) => prop_assert!(!r.detail.is_empty()),
+            }
+        }
+    }
+}
