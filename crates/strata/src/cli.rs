@@ -138,4 +138,7 @@ pub struct BenchIngestArgs {
     /// Messages per request.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Target events per second across all connections (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }

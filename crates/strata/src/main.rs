@@ -29,7 +29,9 @@ fn main() {
             Command::Generate(args) => commands::generate::run(args).await,
             Command::Sql(args) => commands::sql::run(&cli.global, args).await,
             Command::Status => commands::status::run(&cli.global).await,
-            Command::Bench(BenchCommand::Ingest(args)) => commands::bench::ingest(args).await,
+            Command::Bench(BenchCommand::Ingest(args)) => {
+                commands::bench::ingest(&cli.global, args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -13,24 +13,29 @@ use strata_generate::{Generator, GeneratorConfig};
 use strata_lake::Lake;
 use strata_lake::bronze::loaded_records;
 
-use crate::cli::BenchIngestArgs;
+use crate::cli::{BenchIngestArgs, GlobalArgs};
 use crate::error::{CliError, Result};
 
 const WRITE_KEY: &str = "wk_bench";
 
-pub async fn ingest(args: BenchIngestArgs) -> Result<()> {
+pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port()?;
-    let mut child = ChildServer::spawn(&dir, port)?;
+    let mut child = ChildServer::spawn(&dir, port, global.config.as_deref())?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
 
     let bodies = Arc::new(request_bodies(args.batch_size));
     let message_bytes: usize =
         bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * args.batch_size).max(1);
+    let target = if args.rate > 0 {
+        format!("{} events/s", args.rate)
+    } else {
+        "as fast as possible".into()
+    };
     println!(
-        "driving {} connections for {} s with {}-message requests (~{} bytes per message)",
+        "driving {} connections for {} s with {}-message requests (~{} bytes per message), {target}",
         args.connections, args.seconds, args.batch_size, message_bytes
     );
 
@@ -57,9 +62,18 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<()> {
         );
         let url = format!("{base}/v1/batch");
         let batch = args.batch_size as u64;
+        // Each connection paces itself to its share of the target rate.
+        let interval = (args.rate > 0).then(|| {
+            Duration::from_secs_f64(batch as f64 * args.connections as f64 / args.rate as f64)
+        });
         workers.push(tokio::spawn(async move {
             let mut latencies = Histogram::<u64>::new(3).expect("valid precision");
+            let mut next_send = Instant::now();
             while running.load(Ordering::Relaxed) {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next_send.into()).await;
+                    next_send += interval;
+                }
                 let body = bodies[next.fetch_add(1, Ordering::Relaxed) % bodies.len()].clone();
                 let t = Instant::now();
                 let response = client
@@ -192,9 +206,15 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn spawn(dir: &std::path::Path, port: u16) -> Result<Self> {
+    /// The server under test, with the user's config file if one was given
+    /// (it must not define `[[sources]]`: the benchmark posts with its own key).
+    fn spawn(dir: &std::path::Path, port: u16, config: Option<&std::path::Path>) -> Result<Self> {
         let exe = std::env::current_exe().map_err(CliError::runtime)?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir)

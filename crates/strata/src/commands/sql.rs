@@ -19,6 +19,11 @@ pub async fn run(global: &GlobalArgs, args: SqlArgs) -> Result<()> {
         Format::Csv => OutputFormat::Csv,
         Format::Json => OutputFormat::Json,
     };
-    println!("{}", format_batches(&batches, format)?);
+    let text = format_batches(&batches, format)?;
+    if text.ends_with('\n') {
+        print!("{text}");
+    } else {
+        println!("{text}");
+    }
     Ok(())
 }
