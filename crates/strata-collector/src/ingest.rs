@@ -133,20 +133,20 @@ async fn handle_inner(
         }
         Err(BodyError::TooLarge { prefix }) => {
             let detail = format!("request body exceeds {limit} bytes");
-            if let Some(source) = &header_source {
-                let raw = String::from_utf8_lossy(&prefix).into_owned();
-                let record = quarantine(
-                    received_at,
-                    source,
-                    RejectReason::RequestTooLarge,
-                    &detail,
-                    raw,
-                );
-                if let Err(response) = store_single(collector, &record).await {
-                    return response;
-                }
-            }
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", &detail);
+            let Some(source) = &header_source else {
+                // Without a key in the header there is no source to keep it under.
+                return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", &detail);
+            };
+            let raw = String::from_utf8_lossy(&prefix).into_owned();
+            return reject_request(
+                collector,
+                source,
+                raw,
+                received_at,
+                RejectReason::RequestTooLarge,
+                &detail,
+            )
+            .await;
         }
         Err(BodyError::BadGzip { raw, message }) => {
             let Some(source) = &header_source else {
@@ -157,17 +157,15 @@ async fn handle_inner(
                 "base64:{}",
                 base64::engine::general_purpose::STANDARD.encode(&raw)
             );
-            let record = quarantine(
-                received_at,
+            return reject_request(
+                collector,
                 source,
+                encoded,
+                received_at,
                 RejectReason::InvalidJson,
                 &detail,
-                encoded,
-            );
-            if let Err(response) = store_single(collector, &record).await {
-                return response;
-            }
-            return error_response(StatusCode::BAD_REQUEST, "invalid_json", &detail);
+            )
+            .await;
         }
     };
 
@@ -175,7 +173,10 @@ async fn handle_inner(
     // slices); each message is then parsed once, by `normalize`.
     let text = std::str::from_utf8(&raw);
     let parsed: Result<Payload<'_>, serde_json::Error> = match (&text, endpoint) {
-        (Err(_), _) => Err(serde::de::Error::custom("body is not UTF-8")),
+        // JSON is UTF-8: let the parser name the bad byte as a syntax error.
+        (Err(_), _) => Err(serde_json::from_slice::<serde::de::IgnoredAny>(&raw)
+            .err()
+            .unwrap_or_else(|| serde::de::Error::custom("body is not UTF-8"))),
         // Serde would also read a struct from an array; a payload is an object.
         (Ok(text), _) if !text.trim_start().starts_with('{') => Err(not_an_object(text)),
         (Ok(text), Endpoint::Batch) => {
@@ -213,7 +214,8 @@ async fn handle_inner(
             } else {
                 (RejectReason::InvalidJson, format!("body is not JSON: {e}"))
             };
-            return reject_request(collector, &source, &raw, received_at, reason, &detail).await;
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            return reject_request(collector, &source, raw, received_at, reason, &detail).await;
         }
     };
 
@@ -334,27 +336,26 @@ fn quarantine(
     })
 }
 
-/// A whole request that is not a Segment payload: keep its body, answer 400.
+/// A whole request refused: keep its body with the reason, then answer 413
+/// (too large) or 400 (anything else).
 async fn reject_request(
     collector: &Collector,
     source: &str,
-    raw: &[u8],
+    raw: String,
     received_at: chrono::DateTime<Utc>,
     reason: RejectReason,
     detail: &str,
 ) -> Response {
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
-    let record = quarantine(
-        received_at,
-        source,
-        reason,
-        detail,
-        String::from_utf8_lossy(raw).into_owned(),
-    );
+    let record = quarantine(received_at, source, reason, detail, raw);
     if let Err(response) = store_single(collector, &record).await {
         return response;
     }
-    error_response(StatusCode::BAD_REQUEST, reason.as_str(), detail)
+    let status = match reason {
+        RejectReason::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_response(status, reason.as_str(), detail)
 }
 
 async fn store_single(collector: &Collector, record: &LogRecord) -> Result<(), Response> {

@@ -42,6 +42,11 @@ async fn hostile_bodies_get_clear_answers_and_are_kept() {
     // The empty-object batch: every item rejected, none lost.
     let q = h.quarantined().await;
     assert!(q.len() >= 50_001 + 5, "{}", q.len());
+    let not_utf8 = q.iter().find(|q| q.raw.starts_with('\u{fffd}')).unwrap();
+    assert_eq!(
+        not_utf8.reason,
+        strata_core::event::RejectReason::InvalidJson
+    );
     let r = h
         .post_auth("/v1/track")
         .body(r#"{"userId":"u","event":"Still alive"}"#)

@@ -264,9 +264,21 @@ impl BronzeLoader {
         for (p, end) in &ends {
             let cursor = &mut self.cursor[*p as usize];
             *cursor = (*cursor).max(*end);
-            if let Err(e) = self.log.consumer_passed(CONSUMER, *p, *end) {
-                tracing::warn!(error = %e, "could not report bronze progress for retention");
+        }
+        // The progress report fsyncs a small file: keep it off the async workers.
+        let log = self.log.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            for (p, end) in ends {
+                log.consumer_passed(CONSUMER, p, end)?;
             }
+            Ok::<_, LogError>(())
+        });
+        match report.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not report bronze progress for retention")
+            }
+            Err(e) => tracing::warn!(error = %e, "bronze progress report failed"),
         }
         Ok(stats)
     }
