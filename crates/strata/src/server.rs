@@ -143,7 +143,14 @@ impl Server {
         if has(Role::Loader) {
             let lake = Lake::new(config.lake_dir());
             let bronze = BronzeLoader::open(&lake, dyn_log.clone(), config.loader.clone()).await?;
-            loader = Some(tokio::spawn(bronze.run(loader_stop_rx)));
+            loader = Some(tokio::spawn(async move {
+                let result = bronze.run(loader_stop_rx).await;
+                // Said at once, not only at shutdown: ingest goes on without it.
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "bronze loader stopped; bronze tables will fall behind");
+                }
+                result
+            }));
         }
 
         let mut stop_rx = stop_rx;

@@ -151,20 +151,16 @@ impl BronzeLoader {
         let partitions = log.partition_count();
         let events = Sink::open(lake, &BRONZE_EVENTS, partitions).await?;
         let quarantine = Sink::open(lake, &BRONZE_QUARANTINE, partitions).await?;
-        let cursor = events
-            .committed
-            .iter()
-            .zip(&quarantine.committed)
-            .map(|(e, q)| *e.min(q))
-            .collect();
-        Ok(Self {
+        let mut loader = Self {
             log,
             events,
             quarantine,
-            cursor,
+            cursor: Vec::new(),
             config,
             commits_since_optimize: 0,
-        })
+        };
+        loader.cursor = loader.committed_positions();
+        Ok(loader)
     }
 
     /// Per partition, the offset below which both tables hold every record.
