@@ -116,8 +116,8 @@ pub struct QuarantineRecord {
     pub raw: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+/// One log record; its bytes in the log are `crate::codec`'s binary form.
+#[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
     Event(BronzeEvent),
     Quarantine(QuarantineRecord),
