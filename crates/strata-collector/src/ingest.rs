@@ -84,8 +84,11 @@ impl Pending {
         }
     }
 
-    fn push(&mut self, key: &str, record: &LogRecord) {
-        let partition = partition_for_key(key, self.per_partition.len() as u32) as usize;
+    fn partition(&self, key: &str) -> usize {
+        partition_for_key(key, self.per_partition.len() as u32) as usize
+    }
+
+    fn push(&mut self, partition: usize, record: &LogRecord) {
         self.per_partition[partition].push(Bytes::from(record.encode()));
     }
 }
@@ -295,8 +298,8 @@ fn check_and_normalize(
     }
     match normalize(message, envelope) {
         Ok(event) => {
-            let key = person_key(&event).to_owned();
-            pending.push(&key, &LogRecord::Event(event));
+            let partition = pending.partition(person_key(&event));
+            pending.push(partition, &LogRecord::Event(event));
             pending.accepted += 1;
         }
         Err(Rejection { reason, detail }) => {
@@ -314,9 +317,10 @@ fn reject_message(
 ) {
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
     let raw = String::from_utf8_lossy(raw).into_owned();
-    let key = raw.clone();
+    // Rejects have no trustworthy person key; their bytes spread them evenly.
+    let partition = pending.partition(&raw);
     let record = quarantine(envelope.received_at, envelope.source, reason, &detail, raw);
-    pending.push(&key, &record);
+    pending.push(partition, &record);
     pending.rejected += 1;
 }
 
@@ -360,7 +364,7 @@ async fn reject_request(
 
 async fn store_single(collector: &Collector, record: &LogRecord) -> Result<(), Response> {
     let mut pending = Pending::new(collector.inner.log.partition_count());
-    pending.push("", record);
+    pending.push(0, record);
     append_all(collector, pending.per_partition).await
 }
 
