@@ -38,24 +38,21 @@ pub fn ensure_default_source(config: &mut Config) -> Result<Option<String>> {
     if !config.sources.is_empty() {
         return Ok(None);
     }
-    let key = match std::env::var("STRATA_WRITE_KEY")
+    let from_env = std::env::var("STRATA_WRITE_KEY")
         .ok()
-        .filter(|k| !k.is_empty())
-    {
-        Some(key) => {
-            config.sources.push(SourceConfig {
-                name: "default".into(),
-                write_key: key,
-            });
-            return Ok(None);
+        .filter(|k| !k.is_empty());
+    let (key, to_print) = match from_env {
+        Some(key) => (key, None),
+        None => {
+            let key = stored_or_new_key(&config.data_dir)?;
+            (key.clone(), Some(key))
         }
-        None => stored_or_new_key(&config.data_dir)?,
     };
     config.sources.push(SourceConfig {
         name: "default".into(),
-        write_key: key.clone(),
+        write_key: key,
     });
-    Ok(Some(key))
+    Ok(to_print)
 }
 
 fn stored_or_new_key(data_dir: &Path) -> Result<String> {
