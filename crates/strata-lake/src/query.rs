@@ -45,7 +45,7 @@ impl SqlEngine {
             };
             let mut names: Vec<String> = listing
                 .filter_map(|e| e.ok())
-                .filter(|e| e.path().join("_delta_log").is_dir())
+                .filter(|e| lake.exists(layer, &e.file_name().to_string_lossy()))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect();
             names.sort();

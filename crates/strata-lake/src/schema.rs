@@ -84,7 +84,7 @@ impl TableDef {
     }
 }
 
-const fn col(name: &'static str, data_type: ColumnType, nullable: bool) -> Column {
+pub const fn col(name: &'static str, data_type: ColumnType, nullable: bool) -> Column {
     Column {
         name,
         data_type,

@@ -43,6 +43,12 @@ impl Lake {
         })
     }
 
+    /// The table has at least one commit. (`_delta_log` alone may be a
+    /// creation still in progress.)
+    pub fn exists(&self, layer: &str, name: &str) -> bool {
+        has_commits(&self.table_path(layer, name).join("_delta_log"))
+    }
+
     /// Opens an existing table.
     pub async fn open(&self, layer: &str, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(layer, name)?;
@@ -55,11 +61,13 @@ impl Lake {
     /// the first time.
     pub async fn open_or_create(&self, def: &TableDef) -> Result<DeltaTable> {
         let name = def.qualified_name();
-        if self
-            .table_path(def.layer, def.name)
-            .join("_delta_log")
-            .is_dir()
-        {
+        if self.exists(def.layer, def.name) {
+            return self.open(def.layer, def.name).await;
+        }
+        // Tasks of one process create a table one at a time; another process
+        // racing us shows up as a conflict on version 0.
+        let _creating = CREATING.lock().await;
+        if self.exists(def.layer, def.name) {
             return self.open(def.layer, def.name).await;
         }
         let url = self.table_url(def.layer, def.name)?;
@@ -76,12 +84,27 @@ impl Lake {
             .await;
         match created {
             Ok(table) => Ok(table),
-            // Another process created it between our check and our create.
-            Err(DeltaTableError::VersionAlreadyExists(_)) => self.open(def.layer, def.name).await,
+            Err(DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. })
+                if self.exists(def.layer, def.name) =>
+            {
+                self.open(def.layer, def.name).await
+            }
             Err(e) => Err(Error::Delta {
                 table: name,
                 source: e,
             }),
         }
     }
+}
+
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn has_commits(log: &Path) -> bool {
+    std::fs::read_dir(log).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") || name.ends_with(".checkpoint.parquet")
+        })
+    })
 }

@@ -37,6 +37,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Read-only SQL over every table, named `layer.table`.
     Sql(SqlArgs),
+    /// Build one partition of one batch model (or every dirty partition).
+    Run(RunArgs),
+    /// Rebuild a date range of one model or all, in dependency order.
+    Backfill(BackfillArgs),
     /// Freshness of the tables and quarantine counts.
     Status,
     /// Measure Strata on this machine.
@@ -121,10 +125,59 @@ pub struct SqlArgs {
     pub format: Format,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Model to build, e.g. `silver.events` or `gold.daily_active_users`.
+    #[arg(required_unless_present = "dirty")]
+    pub model: Option<String>,
+    /// The partition's date (UTC), YYYY-MM-DD; unpartitioned models ignore it.
+    #[arg(long, value_name = "D", value_parser = crate::commands::batch::parse_date)]
+    pub date: Option<chrono::NaiveDate>,
+    /// Rebuild every partition whose inputs changed (late data, new links).
+    #[arg(long, conflicts_with_all = ["model", "date"])]
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// A model name, or `all`.
+    pub model: String,
+    /// First date (UTC), YYYY-MM-DD.
+    #[arg(long, value_name = "D", value_parser = crate::commands::batch::parse_date)]
+    pub from: chrono::NaiveDate,
+    /// Last date (UTC), YYYY-MM-DD, inclusive.
+    #[arg(long, value_name = "D", value_parser = crate::commands::batch::parse_date)]
+    pub to: chrono::NaiveDate,
+    /// Partitions built at the same time.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub parallel: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Sustained durable ingest through POST /v1/batch on loopback.
     Ingest(BenchIngestArgs),
+    /// A month of generated traffic through the full silver and gold backfill.
+    Batch(BenchBatchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchBatchArgs {
+    /// Simulated users (100000 over 30 days is about ten million events).
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u32,
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the generated data here (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
+    /// Reuse bronze already in `--keep` instead of generating it again.
+    #[arg(long, requires = "keep")]
+    pub reuse: bool,
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -40,3 +40,12 @@ impl From<strata_log::LogError> for CliError {
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+impl From<strata_batch::Error> for CliError {
+    fn from(e: strata_batch::Error) -> Self {
+        match e {
+            strata_batch::Error::UnknownModel(..) => CliError::Usage(e.to_string()),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
+}

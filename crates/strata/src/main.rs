@@ -28,10 +28,13 @@ fn main() {
             Command::Demo(args) => commands::demo::run(&cli.global, args).await,
             Command::Generate(args) => commands::generate::run(args).await,
             Command::Sql(args) => commands::sql::run(&cli.global, args).await,
+            Command::Run(args) => commands::batch::run(&cli.global, args).await,
+            Command::Backfill(args) => commands::batch::backfill(&cli.global, args).await,
             Command::Status => commands::status::run(&cli.global).await,
             Command::Bench(BenchCommand::Ingest(args)) => {
                 commands::bench::ingest(&cli.global, args).await
             }
+            Command::Bench(BenchCommand::Batch(args)) => commands::bench_batch::run(args).await,
         }
     });
     if let Err(e) = result {

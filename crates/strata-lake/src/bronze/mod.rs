@@ -20,6 +20,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{FilterOp, FilterValue};
 use strata_core::config::LoaderConfig;
+use strata_core::event::BronzeEvent;
 use strata_log::{Log, LogEntry, LogError};
 use tokio::sync::watch;
 
@@ -398,4 +399,27 @@ pub async fn loaded_records(lake: &Lake, partitions: u32) -> Result<u64> {
     };
     sink.read_positions().await?;
     Ok(sink.committed.iter().sum())
+}
+
+/// Appends already-normalised events to `bronze.events` in one commit,
+/// bypassing the log: for fixtures, benchmarks and imports whose positions
+/// are assigned by the caller (`(log_partition, log_offset, event)`).
+pub async fn append_events(
+    lake: &Lake,
+    events: impl IntoIterator<Item = (u32, u64, BronzeEvent)>,
+) -> Result<()> {
+    let mut rows = Rows::default();
+    for (partition, offset, event) in events {
+        rows.push_event(partition, offset, event);
+    }
+    if rows.event_count() == 0 {
+        return Ok(());
+    }
+    let table = lake.open_or_create(&BRONZE_EVENTS).await?;
+    table
+        .write(vec![rows.events_batch()?])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .map_err(Error::delta(BRONZE_EVENTS.qualified_name()))?;
+    Ok(())
 }

@@ -1,4 +1,6 @@
+pub mod batch;
 pub mod bench;
+pub mod bench_batch;
 pub mod demo;
 pub mod generate;
 pub mod home;

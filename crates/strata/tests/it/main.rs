@@ -1,6 +1,7 @@
 //! The `strata` binary driven as a user would: real processes, real HTTP on
 //! loopback, real files.
 
+mod backfill;
 mod cli;
 mod crash;
 mod e2e;

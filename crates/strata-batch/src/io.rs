@@ -1,0 +1,294 @@
+//! Reading model inputs from Delta tables and replacing model outputs, one
+//! partition per Delta commit.
+
+use std::collections::BTreeSet;
+
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
+use deltalake::arrow::compute::{cast, concat_batches};
+use deltalake::datafusion::common::{ScalarValue, TableReference};
+use deltalake::datafusion::execution::config::SessionConfig;
+use deltalake::datafusion::prelude::{Expr, SessionContext, col, lit};
+use deltalake::operations::optimize::OptimizeType;
+use deltalake::protocol::SaveMode;
+use deltalake::{FilterOp, FilterValue};
+use strata_lake::Lake;
+use strata_lake::schema::TableDef;
+
+use crate::dates::Day;
+use crate::error::{Error, Result};
+
+/// A DataFusion session over the lake, tuned for the model scans: filters
+/// are pushed into the Parquet decoder so that wide columns are decoded only
+/// for the rows that pass.
+#[derive(Clone)]
+pub struct LakeIo {
+    lake: Lake,
+    ctx: SessionContext,
+}
+
+impl LakeIo {
+    pub fn new(lake: Lake) -> Self {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_batch_size(16 * 1024);
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.execution.parquet.schema_force_view_types = false;
+        Self {
+            lake,
+            ctx: SessionContext::new_with_config(config),
+        }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub fn exists(&self, def: &TableDef) -> bool {
+        self.lake.exists(def.layer, def.name)
+    }
+
+    /// Rows of `def` passing `filter`, restricted to `columns` (all when empty).
+    /// A table that does not exist yet reads as empty.
+    pub async fn scan(
+        &self,
+        def: &TableDef,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Vec<RecordBatch>> {
+        if !self.exists(def) {
+            return Ok(Vec::new());
+        }
+        let table = self.lake.open(def.layer, def.name).await?;
+        table
+            .update_datafusion_session(&self.ctx.state())
+            .map_err(Error::delta(def.qualified_name()))?;
+        let provider = table
+            .table_provider().await?;
+        let mut frame = self.ctx.read_table(provider)?;
+        if let Some(filter) = filter {
+            frame = frame.filter(filter)?;
+        }
+        if !columns.is_empty() {
+            frame = frame.select_columns(columns)?;
+        }
+        Ok(frame.collect().await?)
+    }
+
+    /// Runs a model's SQL with its inputs registered under the given names.
+    pub async fn sql(&self, inputs: &[(&str, &TableDef)], sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new_with_config(self.ctx.copied_config());
+        for (name, def) in inputs {
+            if !self.exists(def) {
+                return Ok(Vec::new());
+            }
+            let table = self.lake.open(def.layer, def.name).await?;
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(Error::delta(def.qualified_name()))?;
+            let provider = table
+                .table_provider().await?;
+            ctx.register_table(TableReference::bare(*name), provider)?;
+        }
+        Ok(ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// The dates that have at least one file in a table partitioned by a date.
+    pub async fn partitions(&self, def: &TableDef) -> Result<BTreeSet<Day>> {
+        let mut days = BTreeSet::new();
+        let Some(column) = def.partition_by.first() else {
+            return Ok(days);
+        };
+        if !self.exists(def) {
+            return Ok(days);
+        }
+        let table = self.lake.open(def.layer, def.name).await?;
+        let snapshot = table.snapshot().map_err(Error::delta(def.qualified_name()))?;
+        for file in snapshot.log_data().iter() {
+            if let Some(Some(text)) = file.partition_values_map().get(*column) {
+                let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| {
+                    Error::Invalid(format!(
+                        "{}: partition value {text:?} is not a date: {e}",
+                        def.qualified_name()
+                    ))
+                })?;
+                days.insert(crate::dates::day_of(date));
+            }
+        }
+        Ok(days)
+    }
+
+    /// Replaces exactly one date partition in one Delta commit: readers see
+    /// the old rows or the new rows, never a mix. No rows empties it.
+    pub async fn replace_partition(
+        &self,
+        def: &TableDef,
+        day: Day,
+        batches: Vec<RecordBatch>,
+    ) -> Result<usize> {
+        let column = def.partition_by.first().ok_or_else(|| {
+            Error::Invalid(format!("{} is not partitioned", def.qualified_name()))
+        })?;
+        let batches = conform(def, batches)?;
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let predicate = col(*column).eq(lit(ScalarValue::Date32(Some(day))));
+        let table = self.lake.open_or_create(def).await?;
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate)
+            .await
+            .map_err(Error::delta(def.qualified_name()))?;
+        Ok(rows)
+    }
+
+    /// Rewrites the given date partitions z-ordered on `columns` (deltalake
+    /// optimize), in one commit that changes the layout and not the data.
+    pub async fn zorder(&self, def: &TableDef, days: &BTreeSet<Day>, columns: &[&str]) -> Result<()> {
+        let Some(column) = def.partition_by.first() else {
+            return Err(Error::Invalid(format!("{} is not partitioned", def.qualified_name())));
+        };
+        if days.is_empty() || !self.exists(def) {
+            return Ok(());
+        }
+        let values: Vec<String> = days.iter().map(|d| crate::dates::format_day(*d)).collect();
+        let filters = [(
+            *column,
+            FilterOp::In,
+            FilterValue::Set(values.iter().map(String::as_str).collect()),
+        )];
+        let table = self.lake.open(def.layer, def.name).await?;
+        table
+            .optimize()
+            .with_filters(&filters)
+            .with_type(OptimizeType::ZOrder(columns.iter().map(|c| c.to_string()).collect()))
+            .with_max_concurrent_tasks(2)
+            .await
+            .map_err(Error::delta(def.qualified_name()))?;
+        Ok(())
+    }
+
+    /// Replaces the whole content of an unpartitioned table in one commit.
+    pub async fn replace_all(&self, def: &TableDef, batches: Vec<RecordBatch>) -> Result<usize> {
+        let batches = conform(def, batches)?;
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let table = self.lake.open_or_create(def).await?;
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .await
+            .map_err(Error::delta(def.qualified_name()))?;
+        Ok(rows)
+    }
+}
+
+/// Casts and orders a model's output columns to the table's declared schema.
+pub fn conform(def: &TableDef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let schema = def.arrow_schema();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| Error::Column {
+                table: def.qualified_name(),
+                column: field.name().clone(),
+                detail: "missing from the model's output".into(),
+            })?;
+            let column = if column.data_type() == field.data_type() {
+                column.clone()
+            } else {
+                cast(column, field.data_type())?
+            };
+            columns.push(column);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    if out.is_empty() {
+        // A write needs a batch even to empty a partition.
+        out.push(RecordBatch::new_empty(schema));
+    }
+    Ok(out)
+}
+
+/// One batch out of many, or an empty batch of the given schema.
+pub fn concat(
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    Ok(concat_batches(&batches[0].schema(), batches)?)
+}
+
+/// Shared by the models: a typed view of one column of a batch, with Utf8
+/// views and other string encodings cast to plain Utf8 first.
+pub mod column {
+    use deltalake::arrow::array::{
+        Array, AsArray, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch,
+        StringArray, TimestampMicrosecondArray,
+    };
+    use deltalake::arrow::compute::cast;
+    use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
+
+    use crate::error::{Error, Result};
+
+    fn get<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a std::sync::Arc<dyn Array>> {
+        batch.column_by_name(name).ok_or_else(|| Error::Column {
+            table: "input".into(),
+            column: name.into(),
+            detail: "missing".into(),
+        })
+    }
+
+    pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+        let array = get(batch, name)?;
+        let array = if array.data_type() == &DataType::Utf8 {
+            array.clone()
+        } else {
+            cast(array, &DataType::Utf8)?
+        };
+        Ok(array.as_string::<i32>().clone())
+    }
+
+    pub fn micros(batch: &RecordBatch, name: &str) -> Result<TimestampMicrosecondArray> {
+        let array = get(batch, name)?;
+        match array.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(array
+                .as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>()
+                .clone()),
+            _ => {
+                let cast = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                Ok(cast
+                    .as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>()
+                    .clone())
+            }
+        }
+    }
+
+    pub fn days(batch: &RecordBatch, name: &str) -> Result<Date32Array> {
+        let array = cast(get(batch, name)?, &DataType::Date32)?;
+        Ok(array
+            .as_primitive::<deltalake::arrow::datatypes::Date32Type>()
+            .clone())
+    }
+
+    pub fn longs(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
+        let array = cast(get(batch, name)?, &DataType::Int64)?;
+        Ok(array.as_primitive::<Int64Type>().clone())
+    }
+
+    pub fn ints(batch: &RecordBatch, name: &str) -> Result<Int32Array> {
+        let array = cast(get(batch, name)?, &DataType::Int32)?;
+        Ok(array.as_primitive::<Int32Type>().clone())
+    }
+
+    pub fn bools(batch: &RecordBatch, name: &str) -> Result<BooleanArray> {
+        let array = cast(get(batch, name)?, &DataType::Boolean)?;
+        Ok(array.as_boolean().clone())
+    }
+}

@@ -1,0 +1,178 @@
+//! `gold.experiment_results` over all time (SPEC §4, Experiments).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use deltalake::datafusion::prelude::{col, lit};
+use serde_json::Value;
+use strata_core::config::ExperimentsConfig;
+
+use crate::error::Result;
+use crate::io::{LakeIo, column};
+use crate::stats;
+use crate::tables::{GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS};
+
+pub const EXPOSURE_EVENT: &str = "Experiment Viewed";
+
+/// An id in `properties`: a string, or a number written as text.
+fn property(properties: &Value, key: &str) -> Option<String> {
+    match properties.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct Assignment {
+    first: Option<(i64, String, String)>, // (ts, event_id, variant)
+    variants: BTreeSet<String>,
+}
+
+pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatch> {
+    let exposure = col("event_name")
+        .eq(lit(EXPOSURE_EVENT))
+        .and(col("event_type").eq(lit("track")));
+    let filter = exposure.or(col("event_name").eq(lit(config.conversion_event.as_str())));
+    let batches = io
+        .scan(
+            &SILVER_EVENTS,
+            &["person_id", "event_name", "event_type", "event_ts", "event_id", "properties"],
+            Some(filter),
+        )
+        .await?;
+    let mut assignments: BTreeMap<String, HashMap<String, Assignment>> = BTreeMap::new();
+    let mut conversions: HashMap<String, Vec<i64>> = HashMap::new();
+    for batch in &batches {
+        let person = column::strings(batch, "person_id")?;
+        let name = column::strings(batch, "event_name")?;
+        let kind = column::strings(batch, "event_type")?;
+        let ts = column::micros(batch, "event_ts")?;
+        let ids = column::strings(batch, "event_id")?;
+        let properties = column::strings(batch, "properties")?;
+        for i in 0..batch.num_rows() {
+            let t = ts.value(i);
+            if name.value(i) == config.conversion_event {
+                conversions.entry(person.value(i).to_owned()).or_default().push(t);
+            }
+            if name.value(i) != EXPOSURE_EVENT || kind.value(i) != "track" || properties.is_null(i) {
+                continue;
+            }
+            let Ok(props) = serde_json::from_str::<Value>(properties.value(i)) else {
+                continue;
+            };
+            let (Some(experiment), Some(variant)) =
+                (property(&props, "experiment_id"), property(&props, "variation_id"))
+            else {
+                continue;
+            };
+            let entry = assignments
+                .entry(experiment)
+                .or_default()
+                .entry(person.value(i).to_owned())
+                .or_default();
+            let candidate = (t, ids.value(i).to_owned(), variant.clone());
+            if entry.first.as_ref().is_none_or(|f| (candidate.0, &candidate.1) < (f.0, &f.1)) {
+                entry.first = Some(candidate);
+            }
+            entry.variants.insert(variant);
+        }
+    }
+    let window = config.conversion_window.as_micros().min(i64::MAX as u128) as i64;
+
+    let mut rows = Rows::default();
+    for (experiment, persons) in &assignments {
+        let mut excluded = 0i64;
+        let mut counts: BTreeMap<&str, (u64, u64)> = BTreeMap::new(); // variant -> (converted, exposed)
+        for (person, assignment) in persons {
+            if assignment.variants.len() > 1 {
+                excluded += 1;
+                continue;
+            }
+            let Some((t0, _, variant)) = &assignment.first else { continue };
+            let converted = conversions.get(person).is_some_and(|times| {
+                times.iter().any(|&t| t >= *t0 && t <= t0.saturating_add(window))
+            });
+            let entry = counts.entry(variant.as_str()).or_default();
+            entry.1 += 1;
+            if converted {
+                entry.0 += 1;
+            }
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        let control = if counts.contains_key("control") {
+            "control"
+        } else {
+            counts.keys().next().copied().unwrap_or_default()
+        };
+        let control_counts = counts[control];
+        let exposed: Vec<u64> = counts.values().map(|c| c.1).collect();
+        let srm = stats::srm_p_value(&exposed);
+        for (variant, &(converted, n)) in &counts {
+            let comparison = (*variant != control).then(|| stats::compare(control_counts, (converted, n)));
+            rows.push(experiment, variant, n, converted, comparison, srm, excluded);
+        }
+    }
+    rows.finish()
+}
+
+#[derive(Default)]
+struct Rows {
+    experiment: Vec<String>,
+    variant: Vec<String>,
+    exposed: Vec<i64>,
+    converted: Vec<i64>,
+    rate: Vec<f64>,
+    lift: Vec<Option<f64>>,
+    p_value: Vec<Option<f64>>,
+    ci_low: Vec<Option<f64>>,
+    ci_high: Vec<Option<f64>>,
+    srm: Vec<Option<f64>>,
+    excluded: Vec<i64>,
+}
+
+impl Rows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        experiment: &str,
+        variant: &str,
+        exposed: u64,
+        converted: u64,
+        comparison: Option<stats::Comparison>,
+        srm: Option<f64>,
+        excluded: i64,
+    ) {
+        self.experiment.push(experiment.to_owned());
+        self.variant.push(variant.to_owned());
+        self.exposed.push(exposed as i64);
+        self.converted.push(converted as i64);
+        self.rate.push(converted as f64 / exposed as f64);
+        self.lift.push(comparison.and_then(|c| c.lift));
+        self.p_value.push(comparison.map(|c| c.p_value));
+        self.ci_low.push(comparison.map(|c| c.ci_low));
+        self.ci_high.push(comparison.map(|c| c.ci_high));
+        self.srm.push(srm);
+        self.excluded.push(excluded);
+    }
+
+    fn finish(self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.experiment)),
+            Arc::new(StringArray::from(self.variant)),
+            Arc::new(Int64Array::from(self.exposed)),
+            Arc::new(Int64Array::from(self.converted)),
+            Arc::new(Float64Array::from(self.rate)),
+            Arc::new(Float64Array::from(self.lift)),
+            Arc::new(Float64Array::from(self.p_value)),
+            Arc::new(Float64Array::from(self.ci_low)),
+            Arc::new(Float64Array::from(self.ci_high)),
+            Arc::new(Float64Array::from(self.srm)),
+            Arc::new(Int64Array::from(self.excluded)),
+        ];
+        Ok(RecordBatch::try_new(GOLD_EXPERIMENT_RESULTS.arrow_schema(), columns)?)
+    }
+}

@@ -1,0 +1,11 @@
+//! One module per model; SQL models keep their query in `sql/`.
+
+pub mod activity;
+pub mod dim_users;
+pub mod experiments;
+pub mod funnels;
+pub mod identity;
+pub mod platform;
+pub mod sessions;
+pub mod silver_events;
+pub mod sql_models;

@@ -1,0 +1,439 @@
+//! Builds model partitions in dependency order: one partition (`strata run`),
+//! a date range (`strata backfill`), or whatever is dirty. Every partition is
+//! replaced in one Delta commit, and the dirty marks are saved after each
+//! one, so an interrupted run leaves each partition old or new and a re-run
+//! finishes the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::arrow::array::RecordBatch;
+use futures::StreamExt;
+use strata_core::config::{ExperimentsConfig, FunnelConfig};
+
+use crate::bronze_index::{self, BronzeIndex, Link};
+use crate::compare::{canonical_rows, rows_by_partition};
+use crate::dates::{Day, format_day};
+use crate::error::{Error, Result};
+use crate::io::{LakeIo, conform};
+use crate::model::{Model, downstream, topological};
+use crate::models::silver_events::Tail;
+use crate::models::{activity, dim_users, experiments, funnels, sessions, silver_events, sql_models};
+use crate::state::StateFile;
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub funnels: Vec<FunnelConfig>,
+    pub experiments: ExperimentsConfig,
+}
+
+/// Told about progress as partitions complete.
+pub trait Progress: Send + Sync {
+    /// `n` more partitions are planned.
+    fn planned(&self, n: u64);
+    fn done(&self, model: &str, partition: &str, rows: usize);
+}
+
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn planned(&self, _: u64) {}
+    fn done(&self, _: &str, _: &str, _: usize) {}
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ModelSummary {
+    /// Partitions replaced.
+    pub partitions: usize,
+    /// Partitions rebuilt whose rows came out the same, so were not rewritten.
+    pub unchanged: usize,
+    pub rows: usize,
+    pub elapsed: Duration,
+}
+
+/// What became of one rebuilt partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written(usize),
+    /// Same rows as stored: not rewritten, and nothing downstream is dirty.
+    Unchanged,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub models: BTreeMap<String, ModelSummary>,
+    pub elapsed: Duration,
+    /// Partitions left dirty outside what was asked for.
+    pub still_dirty: usize,
+}
+
+impl Summary {
+    pub fn partitions(&self) -> usize {
+        self.models.values().map(|m| m.partitions).sum()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.models.values().map(|m| m.rows).sum()
+    }
+}
+
+/// What to build, per model: dates, or the whole table.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub dates: BTreeMap<Model, BTreeSet<Day>>,
+    pub whole: BTreeSet<Model>,
+    /// Also build every partition marked dirty.
+    pub dirty: bool,
+}
+
+impl Plan {
+    pub fn one(model: Model, day: Day) -> Self {
+        let mut plan = Plan::default();
+        plan.add(model, [day]);
+        plan
+    }
+
+    pub fn range(models: &[Model], from: Day, to: Day) -> Self {
+        let mut plan = Plan::default();
+        for &m in models {
+            plan.add(m, from..=to);
+        }
+        plan
+    }
+
+    pub fn dirty() -> Self {
+        Plan {
+            dirty: true,
+            ..Default::default()
+        }
+    }
+
+    fn add(&mut self, model: Model, days: impl IntoIterator<Item = Day>) {
+        if model.is_daily() {
+            self.dates.entry(model).or_default().extend(days);
+        } else {
+            self.whole.insert(model);
+        }
+    }
+
+    fn touches(&self, model: Model) -> bool {
+        self.whole.contains(&model) || self.dates.get(&model).is_some_and(|d| !d.is_empty())
+    }
+}
+
+pub struct Runner {
+    io: LakeIo,
+    config: BatchConfig,
+    state: StateFile,
+    progress: Arc<dyn Progress>,
+    parallel: usize,
+    summary: Summary,
+}
+
+impl Runner {
+    pub fn new(io: LakeIo, config: BatchConfig, state: StateFile) -> Self {
+        Self {
+            io,
+            config,
+            state,
+            progress: Arc::new(NoProgress),
+            parallel: 2,
+            summary: Summary::default(),
+        }
+    }
+
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    pub fn with_parallel(mut self, parallel: usize) -> Self {
+        self.parallel = parallel.max(1);
+        self
+    }
+
+    pub fn state(&self) -> &StateFile {
+        &self.state
+    }
+
+    fn funnel_days(&self) -> i32 {
+        funnels::days_after(&self.config.funnels)
+    }
+
+    /// Builds the plan in dependency order and returns what was written.
+    pub async fn execute(&mut self, mut plan: Plan) -> Result<Summary> {
+        let started = Instant::now();
+        self.summary = Summary::default();
+        // silver.events needs bronze's index; it also tells which event dates
+        // received rows since the last run.
+        let mut index = None;
+        if plan.dirty || plan.touches(Model::Events) {
+            let built = BronzeIndex::build(&self.io, &self.state.state.bronze_seen).await?;
+            self.state.mark_days(Model::Events, built.new_days.iter().copied());
+            self.state.state.bronze_seen = built.ends.clone();
+            self.state.save()?;
+            index = Some(built);
+        }
+        let events_pending = plan.touches(Model::Events)
+            || (plan.dirty && !self.state.dirty(Model::Events).is_empty());
+        if events_pending {
+            // Links come first: they decide every anonymous event's person.
+            plan.whole.insert(Model::Identity);
+        }
+        let planned: usize = plan.dates.values().map(BTreeSet::len).sum::<usize>() + plan.whole.len();
+        self.progress.planned(planned as u64);
+
+        let mut links: Option<Arc<BTreeMap<String, Link>>> = None;
+        for model in topological() {
+            let mut days = plan.dates.get(&model).cloned().unwrap_or_default();
+            let mut whole = plan.whole.contains(&model);
+            if plan.dirty {
+                let dirty = self.state.dirty(model);
+                let extra: BTreeSet<Day> = self.state.dirty_days(model);
+                self.progress.planned(extra.difference(&days).count() as u64);
+                days.extend(extra);
+                whole |= dirty.everything;
+            }
+            if days.is_empty() && !whole {
+                continue;
+            }
+            let model_started = Instant::now();
+            match model {
+                Model::Identity => {
+                    let index = index.as_ref().ok_or_else(|| {
+                        Error::Invalid("silver.identity is built together with silver.events".into())
+                    })?;
+                    links = Some(Arc::new(self.build_identity(index).await?));
+                }
+                Model::Events => {
+                    let index = index.as_ref().expect("index built for silver.events");
+                    let links = match &links {
+                        Some(l) => l.clone(),
+                        None => Arc::new(self.build_identity(index).await?),
+                    };
+                    self.build_events(index, links, days, plan.dirty).await?;
+                }
+                Model::ActiveDays | Model::HourlyEvents | Model::Sessions | Model::FunnelDaily => {
+                    self.build_dates(model, days).await?;
+                }
+                Model::DailyActiveUsers | Model::Retention => {
+                    self.build_from_activity(model, days).await?;
+                }
+                Model::DimUsers | Model::ExperimentResults => {
+                    self.build_whole(model).await?;
+                }
+            }
+            self.summary.models.entry(model.name()).or_default().elapsed += model_started.elapsed();
+        }
+        self.summary.elapsed = started.elapsed();
+        self.summary.still_dirty = self.state.all_dirty().len();
+        Ok(std::mem::take(&mut self.summary))
+    }
+
+    fn record(&mut self, model: Model, partition: Option<Day>, outcome: Outcome) -> Result<()> {
+        let entry = self.summary.models.entry(model.name()).or_default();
+        let label = partition.map(format_day).unwrap_or_else(|| "all".into());
+        match outcome {
+            Outcome::Written(rows) => {
+                entry.partitions += 1;
+                entry.rows += rows;
+                self.progress.done(&model.name(), &label, rows);
+                // A change of links is followed to the exact silver dates it
+                // reaches (build_identity); everything else by declaration.
+                if model != Model::Identity {
+                    for (down, affected) in downstream(model, partition, self.funnel_days()) {
+                        self.state.mark(down, &affected);
+                    }
+                }
+            }
+            Outcome::Unchanged => {
+                entry.unchanged += 1;
+                self.progress.done(&model.name(), &label, 0);
+            }
+        }
+        match partition {
+            Some(day) => self.state.clear_day(model, day),
+            None => self.state.clear_everything(model),
+        }
+        self.state.save()
+    }
+
+    async fn build_identity(&mut self, index: &BronzeIndex) -> Result<BTreeMap<String, Link>> {
+        let links = bronze_index::links(&self.io, index).await?;
+        let before = crate::models::identity::read(&self.io).await?;
+        let changed = crate::models::identity::persons_changed(&before, &links);
+        if before != links || !self.io.exists(Model::Identity.table()) {
+            let rows = self
+                .io
+                .replace_all(Model::Identity.table(), vec![crate::models::identity::batch(&links)?])
+                .await?;
+            // Retroactive links: anonymous events already in silver change person.
+            let days = crate::models::identity::dates_of_anonymous(&self.io, &changed).await?;
+            self.state.mark_days(Model::Events, days);
+            self.record(Model::Identity, None, Outcome::Written(rows))?;
+        } else {
+            self.record(Model::Identity, None, Outcome::Unchanged)?;
+        }
+        Ok(links)
+    }
+
+    async fn build_events(
+        &mut self,
+        index: &BronzeIndex,
+        links: Arc<BTreeMap<String, Link>>,
+        mut days: BTreeSet<Day>,
+        follow_dirty: bool,
+    ) -> Result<()> {
+        let existing = self.io.partitions(Model::Events.table()).await?;
+        let mut tail: Option<(Day, Tail)> = None;
+        let mut pending: Option<(Day, tokio::task::JoinHandle<Result<usize>>)> = None;
+        while let Some(day) = days.pop_first() {
+            let previous_tail = match tail.take() {
+                Some((d, t)) if d == day - 1 => t,
+                _ => Tail::read(&self.io, day - 1).await?,
+            };
+            let (batch, next_tail) =
+                silver_events::build(&self.io, index, links.clone(), day, previous_tail).await?;
+            // The next date's sessions start from this tail: when it moved and
+            // that date is built already but not planned, it is dirty now.
+            let next = day + 1;
+            if !days.contains(&next) && existing.contains(&next) {
+                let old_tail = Tail::read(&self.io, day).await?;
+                if old_tail != next_tail {
+                    self.state.mark_days(Model::Events, [next]);
+                    if follow_dirty {
+                        days.insert(next);
+                        self.progress.planned(1);
+                    }
+                }
+            }
+            if let Some((d, handle)) = pending.take() {
+                let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
+                self.record(Model::Events, Some(d), Outcome::Written(rows))?;
+            }
+            let io = self.io.clone();
+            pending = Some((
+                day,
+                tokio::spawn(async move {
+                    let rows = io.replace_partition(Model::Events.table(), day, vec![batch]).await?;
+                    io.zorder(Model::Events.table(), &BTreeSet::from([day]), silver_events::ZORDER_BY)
+                        .await?;
+                    Ok(rows)
+                }),
+            ));
+            tail = Some((day, next_tail));
+        }
+        if let Some((d, handle)) = pending.take() {
+            let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
+            self.record(Model::Events, Some(d), Outcome::Written(rows))?;
+        }
+        Ok(())
+    }
+
+    async fn build_dates(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {
+        let silver_days = self.io.partitions(Model::Events.table()).await?;
+        let (first, last) = match (silver_days.first(), silver_days.last()) {
+            (Some(f), Some(l)) => (*f, *l),
+            _ => (i32::MAX, i32::MIN),
+        };
+        let io = self.io.clone();
+        let config = self.config.clone();
+        let mut results = futures::stream::iter(days.into_iter().map(|day| {
+            let io = io.clone();
+            let config = config.clone();
+            async move {
+                let batches: Vec<RecordBatch> = match model {
+                    Model::ActiveDays => sql_models::run(&io, sql_models::ACTIVE_DAYS_SQL, day).await?,
+                    Model::HourlyEvents => {
+                        sql_models::run(&io, sql_models::HOURLY_EVENTS_SQL, day).await?
+                    }
+                    Model::Sessions => vec![sessions::build(&io, day).await?],
+                    // Funnel rows, zeros included, for the dates silver covers.
+                    Model::FunnelDaily if day >= first && day <= last => {
+                        vec![funnels::build(&io, &config.funnels, day).await?]
+                    }
+                    Model::FunnelDaily => Vec::new(),
+                    other => unreachable!("{other:?} is not a one-date model"),
+                };
+                let outcome = replace_if_changed(&io, model, day, batches).await?;
+                Ok::<_, Error>((day, outcome))
+            }
+        }))
+        .buffer_unordered(self.parallel);
+        while let Some(result) = results.next().await {
+            let (day, outcome) = result?;
+            self.record(model, Some(day), outcome)?;
+        }
+        Ok(())
+    }
+
+    /// DAU/WAU/MAU and retention are computed for every date at once (a few
+    /// rows per person); only partitions asked for or whose rows changed are
+    /// written.
+    async fn build_from_activity(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {
+        let computed = match activity::Activity::load(&self.io).await? {
+            Some(activity) => match model {
+                Model::DailyActiveUsers => activity.daily_active_users()?,
+                _ => activity.retention()?,
+            },
+            None => BTreeMap::new(),
+        };
+        let stored = rows_by_partition(&self.io, model.table()).await?;
+        let mut write: BTreeSet<Day> = days;
+        for (day, batch) in &computed {
+            if stored.get(day) != Some(&crate::compare::canonical_rows(std::slice::from_ref(batch))?) {
+                write.insert(*day);
+            }
+        }
+        // Partitions that no longer have rows (silver shrank) are emptied.
+        write.extend(stored.keys().filter(|d| !computed.contains_key(d)));
+        for day in write {
+            let batches: Vec<RecordBatch> = computed.get(&day).cloned().into_iter().collect();
+            let rows = self.io.replace_partition(model.table(), day, batches).await?;
+            self.record(model, Some(day), Outcome::Written(rows))?;
+        }
+        self.state.clear_everything(model);
+        self.state.save()
+    }
+
+    async fn build_whole(&mut self, model: Model) -> Result<()> {
+        let batch = match model {
+            Model::DimUsers => dim_users::build(&self.io).await?,
+            Model::ExperimentResults => experiments::build(&self.io, &self.config.experiments).await?,
+            other => unreachable!("{other:?} is not a whole-table model"),
+        };
+        let stored = self.io.scan(model.table(), &[], None).await?;
+        let outcome = if self.io.exists(model.table())
+            && canonical_rows(&stored)? == canonical_rows(&conform(model.table(), vec![batch.clone()])?)?
+        {
+            Outcome::Unchanged
+        } else {
+            Outcome::Written(self.io.replace_all(model.table(), vec![batch]).await?)
+        };
+        self.record(model, None, outcome)
+    }
+}
+
+/// Replaces a partition unless it already holds exactly these rows: a
+/// rebuild that changes nothing rewrites nothing and dirties nothing.
+async fn replace_if_changed(
+    io: &LakeIo,
+    model: Model,
+    day: Day,
+    batches: Vec<RecordBatch>,
+) -> Result<Outcome> {
+    let def = model.table();
+    let batches = conform(def, batches)?;
+    if io.exists(def) {
+        let column = def.partition_by[0];
+        let filter = deltalake::datafusion::prelude::col(column).eq(
+            deltalake::datafusion::prelude::lit(deltalake::datafusion::common::ScalarValue::Date32(Some(day))),
+        );
+        let stored = io.scan(def, &[], Some(filter)).await?;
+        if canonical_rows(&stored)? == canonical_rows(&batches)? {
+            return Ok(Outcome::Unchanged);
+        }
+    }
+    Ok(Outcome::Written(io.replace_partition(def, day, batches).await?))
+}

@@ -1,0 +1,131 @@
+//! What the batch path remembers between runs, in `<data-dir>/batch/state.json`:
+//! the bronze positions already taken into silver and the partitions that
+//! are dirty (their inputs changed since they were built). Written by
+//! replace-and-rename, so a crash leaves the old or the new file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::dates::{Day, date_of, day_of};
+use crate::error::{Error, Result};
+use crate::model::{Affected, Model};
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Dirty {
+    #[serde(default)]
+    pub dates: BTreeSet<NaiveDate>,
+    /// The whole table (or every partition whose rows would change).
+    #[serde(default)]
+    pub everything: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.dates.is_empty() && !self.everything
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Per log partition, one past the last bronze offset taken into silver.
+    #[serde(default)]
+    pub bronze_seen: BTreeMap<i32, i64>,
+    /// Per model (`layer.table`), what must be rebuilt.
+    #[serde(default)]
+    pub dirty: BTreeMap<String, Dirty>,
+}
+
+pub struct StateFile {
+    path: PathBuf,
+    pub state: State,
+}
+
+impl StateFile {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("state.json");
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(source) => {
+                return Err(Error::State {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        Ok(Self { path, state })
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let err = |source| Error::State {
+            path: self.path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&bytes).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        Ok(())
+    }
+
+    pub fn dirty(&self, model: Model) -> Dirty {
+        self.state.dirty.get(&model.name()).cloned().unwrap_or_default()
+    }
+
+    pub fn dirty_days(&self, model: Model) -> BTreeSet<Day> {
+        self.dirty(model).dates.iter().map(|d| day_of(*d)).collect()
+    }
+
+    pub fn mark(&mut self, model: Model, affected: &Affected) {
+        let entry = self.state.dirty.entry(model.name()).or_default();
+        match affected {
+            Affected::Everything => entry.everything = true,
+            Affected::Dates(days) => entry.dates.extend(days.iter().map(|d| date_of(*d))),
+        }
+    }
+
+    pub fn mark_days(&mut self, model: Model, days: impl IntoIterator<Item = Day>) {
+        let days: BTreeSet<Day> = days.into_iter().collect();
+        if !days.is_empty() {
+            self.mark(model, &Affected::Dates(days));
+        }
+    }
+
+    pub fn clear_day(&mut self, model: Model, day: Day) {
+        if let Some(entry) = self.state.dirty.get_mut(&model.name()) {
+            entry.dates.remove(&date_of(day));
+        }
+        self.state.dirty.retain(|_, d| !d.is_empty());
+    }
+
+    pub fn clear_everything(&mut self, model: Model) {
+        if let Some(entry) = self.state.dirty.get_mut(&model.name()) {
+            entry.everything = false;
+        }
+        self.state.dirty.retain(|_, d| !d.is_empty());
+    }
+
+    /// Every dirty partition, as `(model, date or None for the whole table)`.
+    pub fn all_dirty(&self) -> Vec<(String, Option<NaiveDate>)> {
+        let mut out = Vec::new();
+        for (model, dirty) in &self.state.dirty {
+            if dirty.everything {
+                out.push((model.clone(), None));
+            }
+            out.extend(dirty.dates.iter().map(|d| (model.clone(), Some(*d))));
+        }
+        out
+    }
+}

@@ -1,0 +1,4 @@
+mod golden;
+mod harness;
+mod idempotency;
+mod incremental;
