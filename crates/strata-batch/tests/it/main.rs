@@ -1,3 +1,4 @@
+mod crosscheck;
 mod golden;
 mod harness;
 mod idempotency;
