@@ -29,6 +29,8 @@ pub enum Error {
         column: String,
         detail: String,
     },
+    #[error("another batch run holds the lock in {0}; wait for it to finish")]
+    Busy(String),
     #[error("a build task failed: {0}")]
     Task(String),
 }

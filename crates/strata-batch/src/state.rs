@@ -42,10 +42,40 @@ pub struct State {
 pub struct StateFile {
     path: PathBuf,
     pub state: State,
+    /// Held while a runner owns the state: one batch run per data dir.
+    _lock: Option<std::fs::File>,
 }
 
 impl StateFile {
+    /// Opens the state for a run, holding the data dir's batch lock until
+    /// dropped; another run in progress is an error, not a wait.
     pub fn open(dir: &Path) -> Result<Self> {
+        let lock_path = dir.join("lock");
+        let err = |source| Error::State {
+            path: lock_path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Busy(dir.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        let mut state = Self::read(dir)?;
+        state._lock = Some(lock);
+        Ok(state)
+    }
+
+    /// Reads the state without taking the lock (for reporting).
+    pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("state.json");
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
@@ -60,7 +90,11 @@ impl StateFile {
                 });
             }
         };
-        Ok(Self { path, state })
+        Ok(Self {
+            path,
+            state,
+            _lock: None,
+        })
     }
 
     pub fn save(&self) -> Result<()> {
@@ -127,5 +161,24 @@ impl StateFile {
             out.extend(dirty.dates.iter().map(|d| (model.clone(), Some(*d))));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_at_a_time_and_marks_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = StateFile::open(dir.path()).unwrap();
+        assert!(matches!(StateFile::open(dir.path()), Err(Error::Busy(_))));
+        first.mark_days(Model::HourlyEvents, [20_000]);
+        first.save().unwrap();
+        // Reporting reads without waiting for the lock.
+        assert_eq!(StateFile::read(dir.path()).unwrap().all_dirty().len(), 1);
+        drop(first);
+        let again = StateFile::open(dir.path()).unwrap();
+        assert_eq!(again.dirty_days(Model::HourlyEvents), BTreeSet::from([20_000]));
     }
 }

@@ -43,5 +43,21 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
             format_batches(&reasons, OutputFormat::Table)?
         );
     }
+    let state = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir))?;
+    let dirty = state.all_dirty();
+    if dirty.is_empty() {
+        println!("\nbatch models: nothing marked dirty");
+    } else {
+        println!("\nbatch models: {} partitions marked dirty (`strata run --dirty` rebuilds them)", dirty.len());
+        for (model, date) in dirty.iter().take(20) {
+            match date {
+                Some(d) => println!("  {model} {d}"),
+                None => println!("  {model} (whole table)"),
+            }
+        }
+        if dirty.len() > 20 {
+            println!("  … and {} more", dirty.len() - 20);
+        }
+    }
     Ok(())
 }
