@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use deltalake::arrow::array::Array;
+use futures::StreamExt;
 use strata_lake::schema::BRONZE_EVENTS;
 
 use crate::dates::{Day, day_of_micros};
@@ -70,9 +71,15 @@ fn key_of(id: &str) -> Key {
 
 impl BronzeIndex {
     /// Scans bronze; rows at or beyond `seen[partition]` count as new.
+    /// Batches are folded in as they are decoded, so the scan never holds
+    /// more than one batch of strings.
     pub async fn build(io: &LakeIo, seen: &BTreeMap<i32, i64>) -> Result<Self> {
-        let batches = io
-            .scan(
+        let mut index = BronzeIndex::default();
+        // Sized once: growing a vector of ten million copies by doubling
+        // would hold the old and the new buffer at the same time.
+        let mut copies = Vec::with_capacity(io.row_count_hint(&BRONZE_EVENTS).await?);
+        let stream = io
+            .scan_stream(
                 &BRONZE_EVENTS,
                 &[
                     "event_id",
@@ -85,47 +92,50 @@ impl BronzeIndex {
                 None,
             )
             .await?;
-        let seen = seen.clone();
-        tokio::task::spawn_blocking(move || Self::from_batches(batches, &seen))
+        if let Some(mut stream) = stream {
+            while let Some(batch) = stream.next().await {
+                index.add_batch(&batch?, seen, &mut copies)?;
+            }
+        }
+        tokio::task::spawn_blocking(move || index.resolve(copies))
             .await
             .map_err(|e| crate::Error::Task(e.to_string()))?
     }
 
-    fn from_batches(
-        batches: Vec<deltalake::arrow::array::RecordBatch>,
+    fn add_batch(
+        &mut self,
+        batch: &deltalake::arrow::array::RecordBatch,
         seen: &BTreeMap<i32, i64>,
-    ) -> Result<Self> {
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let mut copies = Vec::with_capacity(rows);
-        let mut index = BronzeIndex {
-            rows,
-            ..Default::default()
-        };
-        // Each batch is dropped as soon as its rows are copied out.
-        for batch in batches {
-            let batch = &batch;
-            let ids = column::strings(batch, "event_id")?;
-            let received = column::micros(batch, "received_at")?;
-            let partitions = column::ints(batch, "log_partition")?;
-            let offsets = column::longs(batch, "log_offset")?;
-            let ts = column::micros(batch, "event_ts")?;
-            let ingest = column::days(batch, "ingest_date")?;
-            for i in 0..batch.num_rows() {
-                let position = (partitions.value(i), offsets.value(i));
-                let end = index.ends.entry(position.0).or_insert(0);
-                *end = (*end).max(position.1 + 1);
-                let new = position.1 >= seen.get(&position.0).copied().unwrap_or(0);
-                copies.push(Copy {
-                    key: key_of(ids.value(i)),
-                    received_at: received.value(i),
-                    offset: position.1,
-                    partition: position.0,
-                    day: day_of_micros(ts.value(i)),
-                    ingest_day: ingest.value(i),
-                    new,
-                });
-            }
+        copies: &mut Vec<Copy>,
+    ) -> Result<()> {
+        self.rows += batch.num_rows();
+        let ids = column::strings(batch, "event_id")?;
+        let received = column::micros(batch, "received_at")?;
+        let partitions = column::ints(batch, "log_partition")?;
+        let offsets = column::longs(batch, "log_offset")?;
+        let ts = column::micros(batch, "event_ts")?;
+        let ingest = column::days(batch, "ingest_date")?;
+        copies.reserve(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let position = (partitions.value(i), offsets.value(i));
+            let end = self.ends.entry(position.0).or_insert(0);
+            *end = (*end).max(position.1 + 1);
+            let new = position.1 >= seen.get(&position.0).copied().unwrap_or(0);
+            copies.push(Copy {
+                key: key_of(ids.value(i)),
+                received_at: received.value(i),
+                offset: position.1,
+                partition: position.0,
+                day: day_of_micros(ts.value(i)),
+                ingest_day: ingest.value(i),
+                new,
+            });
         }
+        Ok(())
+    }
+
+    fn resolve(mut self, mut copies: Vec<Copy>) -> Result<Self> {
+        let index = &mut self;
         copies.sort_unstable_by(|a, b| {
             (&a.key, a.received_at, a.position()).cmp(&(&b.key, b.received_at, b.position()))
         });
@@ -152,7 +162,7 @@ impl BronzeIndex {
             }
             start = end;
         }
-        Ok(index)
+        Ok(self)
     }
 }
 
@@ -172,8 +182,8 @@ pub async fn links(io: &LakeIo, index: &BronzeIndex) -> Result<BTreeMap<String, 
     let filter = col("anonymous_id")
         .is_not_null()
         .and(col("user_id").is_not_null());
-    let batches = io
-        .scan(
+    let stream = io
+        .scan_stream(
             &BRONZE_EVENTS,
             &[
                 "anonymous_id",
@@ -186,45 +196,73 @@ pub async fn links(io: &LakeIo, index: &BronzeIndex) -> Result<BTreeMap<String, 
             Some(filter),
         )
         .await?;
-    let mut candidates: HashMap<String, Vec<(i64, String, String)>> = HashMap::new();
-    for batch in &batches {
-        let anon = column::strings(batch, "anonymous_id")?;
-        let user = column::strings(batch, "user_id")?;
-        let ts = column::micros(batch, "event_ts")?;
-        let ids = column::strings(batch, "event_id")?;
-        let partitions = column::ints(batch, "log_partition")?;
-        let offsets = column::longs(batch, "log_offset")?;
+    let Some(mut stream) = stream else {
+        return Ok(BTreeMap::new());
+    };
+    // Most link events repeat a known (anonymous id, user) pair: they only
+    // bump a count, without allocating.
+    struct Candidates {
+        earliest: (i64, String, String),
+        per_user: Vec<(String, i64)>,
+    }
+    let mut by_anon: HashMap<String, Candidates> = HashMap::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let anon = column::strings(&batch, "anonymous_id")?;
+        let user = column::strings(&batch, "user_id")?;
+        let ts = column::micros(&batch, "event_ts")?;
+        let ids = column::strings(&batch, "event_id")?;
+        let partitions = column::ints(&batch, "log_partition")?;
+        let offsets = column::longs(&batch, "log_offset")?;
         for i in 0..batch.num_rows() {
             if anon.is_null(i) || user.is_null(i) {
                 continue;
             }
-            if index
-                .losers
-                .contains(&(partitions.value(i), offsets.value(i)))
-            {
+            if index.losers.contains(&(partitions.value(i), offsets.value(i))) {
                 continue;
             }
-            candidates.entry(anon.value(i).to_owned()).or_default().push((
-                ts.value(i),
-                ids.value(i).to_owned(),
-                user.value(i).to_owned(),
-            ));
+            let (a, u, t, id) = (anon.value(i), user.value(i), ts.value(i), ids.value(i));
+            match by_anon.get_mut(a) {
+                None => {
+                    by_anon.insert(
+                        a.to_owned(),
+                        Candidates {
+                            earliest: (t, id.to_owned(), u.to_owned()),
+                            per_user: vec![(u.to_owned(), 1)],
+                        },
+                    );
+                }
+                Some(c) => {
+                    if (t, id) < (c.earliest.0, c.earliest.1.as_str()) {
+                        c.earliest = (t, id.to_owned(), u.to_owned());
+                    }
+                    match c.per_user.iter_mut().find(|(name, _)| name == u) {
+                        Some((_, n)) => *n += 1,
+                        None => c.per_user.push((u.to_owned(), 1)),
+                    }
+                }
+            }
         }
     }
-    let mut links = BTreeMap::new();
-    for (anon, mut list) in candidates {
-        list.sort_unstable();
-        let (linked_at, link_event_id, user_id) = list[0].clone();
-        let ignored_links = list.iter().filter(|(_, _, u)| *u != user_id).count() as i64;
-        links.insert(
-            anon,
-            Link {
-                user_id,
-                linked_at,
-                link_event_id,
-                ignored_links,
-            },
-        );
-    }
-    Ok(links)
+    Ok(by_anon
+        .into_iter()
+        .map(|(anon, c)| {
+            let (linked_at, link_event_id, user_id) = c.earliest;
+            let ignored_links = c
+                .per_user
+                .iter()
+                .filter(|(name, _)| *name != user_id)
+                .map(|(_, n)| n)
+                .sum();
+            (
+                anon,
+                Link {
+                    user_id,
+                    linked_at,
+                    link_event_id,
+                    ignored_links,
+                },
+            )
+        })
+        .collect())
 }

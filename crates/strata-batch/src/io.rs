@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::datafusion::common::{ScalarValue, TableReference};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::config::SessionConfig;
 use deltalake::datafusion::prelude::{Expr, SessionContext, col, lit};
 use deltalake::operations::optimize::OptimizeType;
@@ -76,6 +77,32 @@ impl LakeIo {
         Ok(frame.collect().await?)
     }
 
+    /// Like [`scan`](Self::scan), batch by batch, for inputs too large to
+    /// hold at once.
+    pub async fn scan_stream(
+        &self,
+        def: &TableDef,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Option<SendableRecordBatchStream>> {
+        if !self.exists(def) {
+            return Ok(None);
+        }
+        let table = self.lake.open(def.layer, def.name).await?;
+        table
+            .update_datafusion_session(&self.ctx.state())
+            .map_err(Error::delta(def.qualified_name()))?;
+        let provider = table.table_provider().await?;
+        let mut frame = self.ctx.read_table(provider)?;
+        if let Some(filter) = filter {
+            frame = frame.filter(filter)?;
+        }
+        if !columns.is_empty() {
+            frame = frame.select_columns(columns)?;
+        }
+        Ok(Some(frame.execute_stream().await?))
+    }
+
     /// Runs a model's SQL with its inputs registered under the given names.
     pub async fn sql(&self, inputs: &[(&str, &TableDef)], sql: &str) -> Result<Vec<RecordBatch>> {
         let ctx = SessionContext::new_with_config(self.ctx.copied_config());
@@ -92,6 +119,21 @@ impl LakeIo {
             ctx.register_table(TableReference::bare(*name), provider)?;
         }
         Ok(ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Rows in the table's current files, from the Delta log's statistics
+    /// (files without statistics count as empty): a capacity hint.
+    pub async fn row_count_hint(&self, def: &TableDef) -> Result<usize> {
+        if !self.exists(def) {
+            return Ok(0);
+        }
+        let table = self.lake.open(def.layer, def.name).await?;
+        let snapshot = table.snapshot().map_err(Error::delta(def.qualified_name()))?;
+        Ok(snapshot
+            .log_data()
+            .iter()
+            .map(|file| file.num_records().unwrap_or(0))
+            .sum())
     }
 
     /// The dates that have at least one file in a table partitioned by a date.
@@ -133,13 +175,17 @@ impl LakeIo {
         let batches = conform(def, batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let predicate = col(*column).eq(lit(ScalarValue::Date32(Some(day))));
-        let table = self.lake.open_or_create(def).await?;
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
-            .await
-            .map_err(Error::delta(def.qualified_name()))?;
+        retry_conflicts(def, || async {
+            let table = self.lake.open_or_create(def).await?;
+            table
+                .write(batches.clone())
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate.clone())
+                .await
+                .map_err(Error::delta(def.qualified_name()))?;
+            Ok(())
+        })
+        .await?;
         Ok(rows)
     }
 
@@ -158,15 +204,18 @@ impl LakeIo {
             FilterOp::In,
             FilterValue::Set(values.iter().map(String::as_str).collect()),
         )];
-        let table = self.lake.open(def.layer, def.name).await?;
-        table
-            .optimize()
-            .with_filters(&filters)
-            .with_type(OptimizeType::ZOrder(columns.iter().map(|c| c.to_string()).collect()))
-            .with_max_concurrent_tasks(2)
-            .await
-            .map_err(Error::delta(def.qualified_name()))?;
-        Ok(())
+        retry_conflicts(def, || async {
+            let table = self.lake.open(def.layer, def.name).await?;
+            table
+                .optimize()
+                .with_filters(&filters)
+                .with_type(OptimizeType::ZOrder(columns.iter().map(|c| c.to_string()).collect()))
+                .with_max_concurrent_tasks(2)
+                .await
+                .map_err(Error::delta(def.qualified_name()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces the whole content of an unpartitioned table in one commit.
@@ -180,6 +229,32 @@ impl LakeIo {
             .await
             .map_err(Error::delta(def.qualified_name()))?;
         Ok(rows)
+    }
+}
+
+/// Runs a commit again when a concurrent commit to the same table (another
+/// partition's write or optimize) conflicted with it. Each attempt starts
+/// from the latest snapshot, and replacing a partition or z-ordering it is
+/// idempotent, so a retry cannot duplicate rows.
+async fn retry_conflicts<F, Fut>(def: &TableDef, mut attempt: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    const ATTEMPTS: u32 = 8;
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Err(Error::Delta {
+                source: deltalake::DeltaTableError::Transaction { .. },
+                ..
+            }) if n < ATTEMPTS => {
+                tracing::debug!(table = %def.qualified_name(), attempt = n, "commit conflict; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(n))).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -169,7 +169,9 @@ impl Runner {
         // received rows since the last run.
         let mut index = None;
         if plan.dirty || plan.touches(Model::Events) {
+            let indexing = Instant::now();
             let built = BronzeIndex::build(&self.io, &self.state.state.bronze_seen).await?;
+            tracing::debug!(elapsed = ?indexing.elapsed(), "bronze index built");
             self.state.mark_days(Model::Events, built.new_days.iter().copied());
             self.state.state.bronze_seen = built.ends.clone();
             self.state.save()?;
@@ -260,7 +262,9 @@ impl Runner {
     }
 
     async fn build_identity(&mut self, index: &BronzeIndex) -> Result<BTreeMap<String, Link>> {
+        let linking = Instant::now();
         let links = bronze_index::links(&self.io, index).await?;
+        tracing::debug!(elapsed = ?linking.elapsed(), links = links.len(), "identity links read");
         let before = crate::models::identity::read(&self.io).await?;
         let changed = crate::models::identity::persons_changed(&before, &links);
         if before != links || !self.io.exists(Model::Identity.table()) {
@@ -287,14 +291,21 @@ impl Runner {
     ) -> Result<()> {
         let existing = self.io.partitions(Model::Events.table()).await?;
         let mut tail: Option<(Day, Tail)> = None;
-        let mut pending: Option<(Day, tokio::task::JoinHandle<Result<usize>>)> = None;
+        // Writes (and their z-order) run behind the builds, at most this many
+        // at a time: a partition's build, write and optimize each take about
+        // the same time, so two in flight keep both cores busy.
+        const IN_FLIGHT: usize = 2;
+        let mut pending: std::collections::VecDeque<(Day, tokio::task::JoinHandle<Result<usize>>)> =
+            std::collections::VecDeque::new();
         while let Some(day) = days.pop_first() {
             let previous_tail = match tail.take() {
                 Some((d, t)) if d == day - 1 => t,
                 _ => Tail::read(&self.io, day - 1).await?,
             };
+            let building = Instant::now();
             let (batch, next_tail) =
                 silver_events::build(&self.io, index, links.clone(), day, previous_tail).await?;
+            tracing::debug!(day = %format_day(day), elapsed = ?building.elapsed(), rows = batch.num_rows(), "silver.events built");
             // The next date's sessions start from this tail: when it moved and
             // that date is built already but not planned, it is dirty now.
             let next = day + 1;
@@ -308,23 +319,27 @@ impl Runner {
                     }
                 }
             }
-            if let Some((d, handle)) = pending.take() {
+            while pending.len() >= IN_FLIGHT {
+                let (d, handle) = pending.pop_front().expect("pending write");
                 let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
                 self.record(Model::Events, Some(d), Outcome::Written(rows))?;
             }
             let io = self.io.clone();
-            pending = Some((
+            pending.push_back((
                 day,
                 tokio::spawn(async move {
+                    let writing = Instant::now();
                     let rows = io.replace_partition(Model::Events.table(), day, vec![batch]).await?;
+                    let written = writing.elapsed();
                     io.zorder(Model::Events.table(), &BTreeSet::from([day]), silver_events::ZORDER_BY)
                         .await?;
+                    tracing::debug!(day = %format_day(day), ?written, zorder = ?(writing.elapsed() - written), "silver.events written");
                     Ok(rows)
                 }),
             ));
             tail = Some((day, next_tail));
         }
-        if let Some((d, handle)) = pending.take() {
+        while let Some((d, handle)) = pending.pop_front() {
             let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
             self.record(Model::Events, Some(d), Outcome::Written(rows))?;
         }
