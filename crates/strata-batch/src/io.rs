@@ -8,7 +8,7 @@ use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::datafusion::common::{ScalarValue, TableReference};
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::config::SessionConfig;
-use deltalake::datafusion::prelude::{Expr, SessionContext, col, lit};
+use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::SaveMode;
 use deltalake::{FilterOp, FilterValue};
@@ -58,23 +58,10 @@ impl LakeIo {
         columns: &[&str],
         filter: Option<Expr>,
     ) -> Result<Vec<RecordBatch>> {
-        if !self.exists(def) {
-            return Ok(Vec::new());
+        match self.frame(def, columns, filter).await? {
+            Some(frame) => Ok(frame.collect().await?),
+            None => Ok(Vec::new()),
         }
-        let table = self.lake.open(def.layer, def.name).await?;
-        table
-            .update_datafusion_session(&self.ctx.state())
-            .map_err(Error::delta(def.qualified_name()))?;
-        let provider = table
-            .table_provider().await?;
-        let mut frame = self.ctx.read_table(provider)?;
-        if let Some(filter) = filter {
-            frame = frame.filter(filter)?;
-        }
-        if !columns.is_empty() {
-            frame = frame.select_columns(columns)?;
-        }
-        Ok(frame.collect().await?)
     }
 
     /// Like [`scan`](Self::scan), batch by batch, for inputs too large to
@@ -85,6 +72,18 @@ impl LakeIo {
         columns: &[&str],
         filter: Option<Expr>,
     ) -> Result<Option<SendableRecordBatchStream>> {
+        match self.frame(def, columns, filter).await? {
+            Some(frame) => Ok(Some(frame.execute_stream().await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn frame(
+        &self,
+        def: &TableDef,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Option<DataFrame>> {
         if !self.exists(def) {
             return Ok(None);
         }
@@ -100,7 +99,7 @@ impl LakeIo {
         if !columns.is_empty() {
             frame = frame.select_columns(columns)?;
         }
-        Ok(Some(frame.execute_stream().await?))
+        Ok(Some(frame))
     }
 
     /// Runs a model's SQL with its inputs registered under the given names.

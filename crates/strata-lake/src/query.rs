@@ -55,7 +55,22 @@ impl SqlEngine {
                     .update_datafusion_session(&ctx.state())
                     .map_err(Error::delta(format!("{layer}.{name}")))?;
                 let provider = table.table_provider().await.map_err(Error::from)?;
-                ctx.register_table(TableReference::partial(layer, name.as_str()), provider)
+                // The provider lists partition columns last; `select *` shows
+                // the columns in the order the table declares them.
+                let declared: Vec<String> = table
+                    .snapshot()
+                    .map_err(Error::delta(format!("{layer}.{name}")))?
+                    .schema()
+                    .fields()
+                    .map(|f| f.name().to_string())
+                    .collect();
+                let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+                let view = ctx
+                    .read_table(provider)
+                    .and_then(|frame| frame.select_columns(&declared))
+                    .map_err(Error::from)?
+                    .into_view();
+                ctx.register_table(TableReference::partial(layer, name.as_str()), view)
                     .map_err(Error::from)?;
                 tables.push(format!("{layer}.{name}"));
             }

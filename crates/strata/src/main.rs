@@ -51,9 +51,11 @@ fn main() {
 
 fn init_tracing() {
     // The Delta kernel narrates every snapshot at info; keep it to warnings.
+    // Concurrent partition commits that Delta reconciles are routine here
+    // (a conflict that is not is returned as an error and reported).
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn",
+            "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=error,datafusion=warn",
         )
     });
     tracing_subscriber::fmt()

@@ -122,11 +122,11 @@ impl Activity {
         for i in 0..span {
             let day = self.first + i as Day;
             let columns: Vec<ArrayRef> = vec![
+                Arc::new(Date32Array::from(vec![day])),
                 Arc::new(Int64Array::from(vec![dau[i]])),
                 Arc::new(Int64Array::from(vec![wau[i]])),
                 Arc::new(Int64Array::from(vec![mau[i]])),
                 Arc::new(Int64Array::from(vec![new_users[i]])),
-                Arc::new(Date32Array::from(vec![day])),
             ];
             out.insert(
                 day,
@@ -157,12 +157,12 @@ impl Activity {
             let offsets: Vec<i32> = (0..=RETENTION_DAYS.min(self.last - cohort)).collect();
             let n = offsets.len();
             let columns: Vec<ArrayRef> = vec![
+                Arc::new(Date32Array::from(vec![cohort; n])),
                 Arc::new(Int32Array::from(offsets.clone())),
                 Arc::new(Int64Array::from(vec![row[0]; n])),
                 Arc::new(Int64Array::from(
                     offsets.iter().map(|&o| row[o as usize]).collect::<Vec<_>>(),
                 )),
-                Arc::new(Date32Array::from(vec![cohort; n])),
             ];
             out.insert(
                 cohort,

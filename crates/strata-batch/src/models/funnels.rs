@@ -73,10 +73,10 @@ pub async fn build(io: &LakeIo, funnels: &[FunnelConfig], day: Day) -> Result<Re
     let n = funnel_col.len();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(funnel_col)),
+        Arc::new(Date32Array::from(vec![day; n])),
         Arc::new(Int32Array::from(step_col)),
         Arc::new(StringArray::from(name_col)),
         Arc::new(Int64Array::from(users_col)),
-        Arc::new(Date32Array::from(vec![day; n])),
     ];
     Ok(RecordBatch::try_new(GOLD_FUNNEL_DAILY.arrow_schema(), columns)?)
 }

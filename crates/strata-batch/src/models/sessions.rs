@@ -108,6 +108,7 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
                 .map(|(_, s)| Some(s.person_id.as_str()))
                 .collect::<StringArray>(),
         ),
+        Arc::new(Date32Array::from(vec![day; n])),
         Arc::new(
             TimestampMicrosecondArray::from(rows.iter().map(|(_, s)| s.start).collect::<Vec<_>>())
                 .with_timezone("UTC"),
@@ -129,7 +130,6 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
                 .map(|(_, s)| Some(s.platform.as_str()))
                 .collect::<StringArray>(),
         ),
-        Arc::new(Date32Array::from(vec![day; n])),
     ];
     Ok(RecordBatch::try_new(GOLD_FCT_SESSIONS.arrow_schema(), columns)?)
 }
