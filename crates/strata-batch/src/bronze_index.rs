@@ -218,7 +218,10 @@ pub async fn links(io: &LakeIo, index: &BronzeIndex) -> Result<BTreeMap<String, 
             if anon.is_null(i) || user.is_null(i) {
                 continue;
             }
-            if index.losers.contains(&(partitions.value(i), offsets.value(i))) {
+            if index
+                .losers
+                .contains(&(partitions.value(i), offsets.value(i)))
+            {
                 continue;
             }
             let (a, u, t, id) = (anon.value(i), user.value(i), ts.value(i), ids.value(i));

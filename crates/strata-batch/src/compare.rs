@@ -22,7 +22,10 @@ pub fn canonical_rows(batches: &[RecordBatch]) -> Result<Vec<String>> {
             .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
-            let line: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
+            let line: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
             rows.push(line.join("\u{1f}"));
         }
     }
@@ -39,7 +42,12 @@ pub async fn rows_by_partition(io: &LakeIo, def: &TableDef) -> Result<BTreeMap<D
     let mut grouped: BTreeMap<Day, Vec<RecordBatch>> = BTreeMap::new();
     for batch in batches {
         let days = column::days(&batch, partition)?;
-        for day in days.values().iter().copied().collect::<std::collections::BTreeSet<_>>() {
+        for day in days
+            .values()
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             let mask = deltalake::arrow::array::BooleanArray::from(
                 days.values().iter().map(|d| *d == day).collect::<Vec<_>>(),
             );

@@ -113,8 +113,7 @@ impl LakeIo {
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(Error::delta(def.qualified_name()))?;
-            let provider = table
-                .table_provider().await?;
+            let provider = table.table_provider().await?;
             ctx.register_table(TableReference::bare(*name), provider)?;
         }
         Ok(ctx.sql(sql).await?.collect().await?)
@@ -127,7 +126,9 @@ impl LakeIo {
             return Ok(0);
         }
         let table = self.lake.open(def.layer, def.name).await?;
-        let snapshot = table.snapshot().map_err(Error::delta(def.qualified_name()))?;
+        let snapshot = table
+            .snapshot()
+            .map_err(Error::delta(def.qualified_name()))?;
         Ok(snapshot
             .log_data()
             .iter()
@@ -145,7 +146,9 @@ impl LakeIo {
             return Ok(days);
         }
         let table = self.lake.open(def.layer, def.name).await?;
-        let snapshot = table.snapshot().map_err(Error::delta(def.qualified_name()))?;
+        let snapshot = table
+            .snapshot()
+            .map_err(Error::delta(def.qualified_name()))?;
         for file in snapshot.log_data().iter() {
             if let Some(Some(text)) = file.partition_values_map().get(*column) {
                 let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| {
@@ -190,9 +193,17 @@ impl LakeIo {
 
     /// Rewrites the given date partitions z-ordered on `columns` (deltalake
     /// optimize), in one commit that changes the layout and not the data.
-    pub async fn zorder(&self, def: &TableDef, days: &BTreeSet<Day>, columns: &[&str]) -> Result<()> {
+    pub async fn zorder(
+        &self,
+        def: &TableDef,
+        days: &BTreeSet<Day>,
+        columns: &[&str],
+    ) -> Result<()> {
         let Some(column) = def.partition_by.first() else {
-            return Err(Error::Invalid(format!("{} is not partitioned", def.qualified_name())));
+            return Err(Error::Invalid(format!(
+                "{} is not partitioned",
+                def.qualified_name()
+            )));
         };
         if days.is_empty() || !self.exists(def) {
             return Ok(());
@@ -208,7 +219,9 @@ impl LakeIo {
             table
                 .optimize()
                 .with_filters(&filters)
-                .with_type(OptimizeType::ZOrder(columns.iter().map(|c| c.to_string()).collect()))
+                .with_type(OptimizeType::ZOrder(
+                    columns.iter().map(|c| c.to_string()).collect(),
+                ))
                 .with_max_concurrent_tasks(2)
                 .await
                 .map_err(Error::delta(def.qualified_name()))?;
@@ -267,11 +280,13 @@ pub fn conform(def: &TableDef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBa
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| Error::Column {
-                table: def.qualified_name(),
-                column: field.name().clone(),
-                detail: "missing from the model's output".into(),
-            })?;
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| Error::Column {
+                    table: def.qualified_name(),
+                    column: field.name().clone(),
+                    detail: "missing from the model's output".into(),
+                })?;
             let column = if column.data_type() == field.data_type() {
                 column.clone()
             } else {

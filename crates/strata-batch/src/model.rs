@@ -104,20 +104,110 @@ impl Model {
 
     pub fn inputs(self) -> &'static [Input] {
         match self {
-            M::Identity => const { &[input(Bronze, R::Everything, "the earliest link of an anonymous id may be on any date")] },
-            M::Events => const { &[
-                input(Bronze, R::Everything, "every copy of an event id, on any ingest date, decides which copy wins"),
-                input(Of(M::Identity), R::Everything, "links apply retroactively"),
-                input(Of(M::Events), R::Dates { before: 1, after: 0 }, "sessions go on from the previous date's last half hour"),
-            ] },
-            M::ActiveDays => const { &[input(Of(M::Events), R::SameDate, "active persons of the date")] },
-            M::HourlyEvents => const { &[input(Of(M::Events), R::SameDate, "events of the date's hours")] },
-            M::Sessions => const { &[input(Of(M::Events), R::Dates { before: 0, after: 1 }, "a session may run past midnight")] },
-            M::FunnelDaily => const { &[input(Of(M::Events), R::FunnelWindow, "steps may follow entry within the window")] },
-            M::DailyActiveUsers => const { &[input(Of(M::ActiveDays), R::Everything, "new users need every earlier date; MAU the last 28")] },
-            M::Retention => const { &[input(Of(M::ActiveDays), R::Everything, "cohorts need every earlier date; offsets the next 28")] },
-            M::DimUsers => const { &[input(Of(M::Events), R::Everything, "identify traits of all time, in order")] },
-            M::ExperimentResults => const { &[input(Of(M::Events), R::Everything, "exposures and conversions of all time")] },
+            M::Identity => {
+                const {
+                    &[input(
+                        Bronze,
+                        R::Everything,
+                        "the earliest link of an anonymous id may be on any date",
+                    )]
+                }
+            }
+            M::Events => {
+                const {
+                    &[
+                        input(
+                            Bronze,
+                            R::Everything,
+                            "every copy of an event id, on any ingest date, decides which copy wins",
+                        ),
+                        input(Of(M::Identity), R::Everything, "links apply retroactively"),
+                        input(
+                            Of(M::Events),
+                            R::Dates {
+                                before: 1,
+                                after: 0,
+                            },
+                            "sessions go on from the previous date's last half hour",
+                        ),
+                    ]
+                }
+            }
+            M::ActiveDays => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::SameDate,
+                        "active persons of the date",
+                    )]
+                }
+            }
+            M::HourlyEvents => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::SameDate,
+                        "events of the date's hours",
+                    )]
+                }
+            }
+            M::Sessions => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::Dates {
+                            before: 0,
+                            after: 1,
+                        },
+                        "a session may run past midnight",
+                    )]
+                }
+            }
+            M::FunnelDaily => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::FunnelWindow,
+                        "steps may follow entry within the window",
+                    )]
+                }
+            }
+            M::DailyActiveUsers => {
+                const {
+                    &[input(
+                        Of(M::ActiveDays),
+                        R::Everything,
+                        "new users need every earlier date; MAU the last 28",
+                    )]
+                }
+            }
+            M::Retention => {
+                const {
+                    &[input(
+                        Of(M::ActiveDays),
+                        R::Everything,
+                        "cohorts need every earlier date; offsets the next 28",
+                    )]
+                }
+            }
+            M::DimUsers => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::Everything,
+                        "identify traits of all time, in order",
+                    )]
+                }
+            }
+            M::ExperimentResults => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::Everything,
+                        "exposures and conversions of all time",
+                    )]
+                }
+            }
         }
     }
 
@@ -166,7 +256,11 @@ pub enum Affected {
 
 /// The downstream partitions that read partition `day` of `upstream`
 /// (`None` for a whole-table upstream).
-pub fn downstream(upstream: Model, day: Option<Day>, funnel_days: i32) -> BTreeMap<Model, Affected> {
+pub fn downstream(
+    upstream: Model,
+    day: Option<Day>,
+    funnel_days: i32,
+) -> BTreeMap<Model, Affected> {
     let mut out = BTreeMap::new();
     for model in Model::ALL {
         for i in model.inputs() {
@@ -179,7 +273,9 @@ pub fn downstream(upstream: Model, day: Option<Day>, funnel_days: i32) -> BTreeM
                 (Some(d), R::Dates { before, after }, true) => {
                     Affected::Dates((d - after..=d + before).collect())
                 }
-                (Some(d), R::FunnelWindow, true) => Affected::Dates((d - funnel_days..=d).collect()),
+                (Some(d), R::FunnelWindow, true) => {
+                    Affected::Dates((d - funnel_days..=d).collect())
+                }
             };
             out.insert(model, affected);
         }

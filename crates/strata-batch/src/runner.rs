@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::io::{LakeIo, conform};
 use crate::model::{Model, downstream, topological};
 use crate::models::silver_events::Tail;
-use crate::models::{activity, dim_users, experiments, funnels, sessions, silver_events, sql_models};
+use crate::models::{
+    activity, dim_users, experiments, funnels, sessions, silver_events, sql_models,
+};
 use crate::state::StateFile;
 
 #[derive(Debug, Clone)]
@@ -172,7 +174,8 @@ impl Runner {
             let indexing = Instant::now();
             let built = BronzeIndex::build(&self.io, &self.state.state.bronze_seen).await?;
             tracing::debug!(elapsed = ?indexing.elapsed(), "bronze index built");
-            self.state.mark_days(Model::Events, built.new_days.iter().copied());
+            self.state
+                .mark_days(Model::Events, built.new_days.iter().copied());
             self.state.state.bronze_seen = built.ends.clone();
             self.state.save()?;
             index = Some(built);
@@ -183,7 +186,8 @@ impl Runner {
             // Links come first: they decide every anonymous event's person.
             plan.whole.insert(Model::Identity);
         }
-        let planned: usize = plan.dates.values().map(BTreeSet::len).sum::<usize>() + plan.whole.len();
+        let planned: usize =
+            plan.dates.values().map(BTreeSet::len).sum::<usize>() + plan.whole.len();
         self.progress.planned(planned as u64);
 
         let mut links: Option<Arc<BTreeMap<String, Link>>> = None;
@@ -193,7 +197,8 @@ impl Runner {
             if plan.dirty {
                 let dirty = self.state.dirty(model);
                 let extra: BTreeSet<Day> = self.state.dirty_days(model);
-                self.progress.planned(extra.difference(&days).count() as u64);
+                self.progress
+                    .planned(extra.difference(&days).count() as u64);
                 days.extend(extra);
                 whole |= dirty.everything;
             }
@@ -204,7 +209,9 @@ impl Runner {
             match model {
                 Model::Identity => {
                     let index = index.as_ref().ok_or_else(|| {
-                        Error::Invalid("silver.identity is built together with silver.events".into())
+                        Error::Invalid(
+                            "silver.identity is built together with silver.events".into(),
+                        )
                     })?;
                     links = Some(Arc::new(self.build_identity(index).await?));
                 }
@@ -270,7 +277,10 @@ impl Runner {
         if before != links || !self.io.exists(Model::Identity.table()) {
             let rows = self
                 .io
-                .replace_all(Model::Identity.table(), vec![crate::models::identity::batch(&links)?])
+                .replace_all(
+                    Model::Identity.table(),
+                    vec![crate::models::identity::batch(&links)?],
+                )
                 .await?;
             // Retroactive links: anonymous events already in silver change person.
             let days = crate::models::identity::dates_of_anonymous(&self.io, &changed).await?;
@@ -359,7 +369,9 @@ impl Runner {
             let config = config.clone();
             async move {
                 let batches: Vec<RecordBatch> = match model {
-                    Model::ActiveDays => sql_models::run(&io, sql_models::ACTIVE_DAYS_SQL, day).await?,
+                    Model::ActiveDays => {
+                        sql_models::run(&io, sql_models::ACTIVE_DAYS_SQL, day).await?
+                    }
                     Model::HourlyEvents => {
                         sql_models::run(&io, sql_models::HOURLY_EVENTS_SQL, day).await?
                     }
@@ -397,7 +409,11 @@ impl Runner {
         let stored = rows_by_partition(&self.io, model.table()).await?;
         let mut write: BTreeSet<Day> = days;
         for (day, batch) in &computed {
-            if stored.get(day) != Some(&crate::compare::canonical_rows(std::slice::from_ref(batch))?) {
+            if stored.get(day)
+                != Some(&crate::compare::canonical_rows(std::slice::from_ref(
+                    batch,
+                ))?)
+            {
                 write.insert(*day);
             }
         }
@@ -405,7 +421,10 @@ impl Runner {
         write.extend(stored.keys().filter(|d| !computed.contains_key(d)));
         for day in write {
             let batches: Vec<RecordBatch> = computed.get(&day).cloned().into_iter().collect();
-            let rows = self.io.replace_partition(model.table(), day, batches).await?;
+            let rows = self
+                .io
+                .replace_partition(model.table(), day, batches)
+                .await?;
             self.record(model, Some(day), Outcome::Written(rows))?;
         }
         self.state.clear_everything(model);
@@ -415,12 +434,15 @@ impl Runner {
     async fn build_whole(&mut self, model: Model) -> Result<()> {
         let batch = match model {
             Model::DimUsers => dim_users::build(&self.io).await?,
-            Model::ExperimentResults => experiments::build(&self.io, &self.config.experiments).await?,
+            Model::ExperimentResults => {
+                experiments::build(&self.io, &self.config.experiments).await?
+            }
             other => unreachable!("{other:?} is not a whole-table model"),
         };
         let stored = self.io.scan(model.table(), &[], None).await?;
         let outcome = if self.io.exists(model.table())
-            && canonical_rows(&stored)? == canonical_rows(&conform(model.table(), vec![batch.clone()])?)?
+            && canonical_rows(&stored)?
+                == canonical_rows(&conform(model.table(), vec![batch.clone()])?)?
         {
             Outcome::Unchanged
         } else {
@@ -442,13 +464,16 @@ async fn replace_if_changed(
     let batches = conform(def, batches)?;
     if io.exists(def) {
         let column = def.partition_by[0];
-        let filter = deltalake::datafusion::prelude::col(column).eq(
-            deltalake::datafusion::prelude::lit(deltalake::datafusion::common::ScalarValue::Date32(Some(day))),
-        );
+        let filter =
+            deltalake::datafusion::prelude::col(column).eq(deltalake::datafusion::prelude::lit(
+                deltalake::datafusion::common::ScalarValue::Date32(Some(day)),
+            ));
         let stored = io.scan(def, &[], Some(filter)).await?;
         if canonical_rows(&stored)? == canonical_rows(&batches)? {
             return Ok(Outcome::Unchanged);
         }
     }
-    Ok(Outcome::Written(io.replace_partition(def, day, batches).await?))
+    Ok(Outcome::Written(
+        io.replace_partition(def, day, batches).await?,
+    ))
 }

@@ -106,7 +106,8 @@ impl StateFile {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
+        let bytes =
+            serde_json::to_vec_pretty(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
         let mut file = std::fs::File::create(&tmp).map_err(err)?;
         file.write_all(&bytes).map_err(err)?;
         file.sync_all().map_err(err)?;
@@ -115,7 +116,11 @@ impl StateFile {
     }
 
     pub fn dirty(&self, model: Model) -> Dirty {
-        self.state.dirty.get(&model.name()).cloned().unwrap_or_default()
+        self.state
+            .dirty
+            .get(&model.name())
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn dirty_days(&self, model: Model) -> BTreeSet<Day> {
@@ -179,6 +184,9 @@ mod tests {
         assert_eq!(StateFile::read(dir.path()).unwrap().all_dirty().len(), 1);
         drop(first);
         let again = StateFile::open(dir.path()).unwrap();
-        assert_eq!(again.dirty_days(Model::HourlyEvents), BTreeSet::from([20_000]));
+        assert_eq!(
+            again.dirty_days(Model::HourlyEvents),
+            BTreeSet::from([20_000])
+        );
     }
 }

@@ -140,7 +140,9 @@ impl Activity {
     pub fn retention(&self) -> Result<BTreeMap<Day, RecordBatch>> {
         let mut retained: BTreeMap<Day, [i64; RETENTION_DAYS as usize + 1]> = BTreeMap::new();
         for days in &self.persons {
-            let Some(&cohort) = days.first() else { continue };
+            let Some(&cohort) = days.first() else {
+                continue;
+            };
             let row = retained
                 .entry(cohort)
                 .or_insert([0; RETENTION_DAYS as usize + 1]);

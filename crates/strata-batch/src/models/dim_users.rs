@@ -35,7 +35,11 @@ pub async fn build(io: &LakeIo) -> Result<RecordBatch> {
         .eq(lit("identify"))
         .and(col("user_id").is_not_null());
     let batches = io
-        .scan(&SILVER_EVENTS, &["user_id", "event_ts", "event_id", "traits"], Some(filter))
+        .scan(
+            &SILVER_EVENTS,
+            &["user_id", "event_ts", "event_id", "traits"],
+            Some(filter),
+        )
         .await?;
     let mut identifies: BTreeMap<String, Vec<(i64, String, Value)>> = BTreeMap::new();
     for batch in &batches {
@@ -114,6 +118,9 @@ impl Columns {
             Arc::new(TimestampMicrosecondArray::from(self.valid_to).with_timezone("UTC")),
             Arc::new(BooleanArray::from(self.is_current)),
         ];
-        Ok(RecordBatch::try_new(GOLD_DIM_USERS.arrow_schema(), columns)?)
+        Ok(RecordBatch::try_new(
+            GOLD_DIM_USERS.arrow_schema(),
+            columns,
+        )?)
     }
 }

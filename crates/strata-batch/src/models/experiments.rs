@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use deltalake::datafusion::prelude::{col, lit};
 use serde_json::Value;
 use strata_core::config::ExperimentsConfig;
@@ -38,7 +40,14 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
     let batches = io
         .scan(
             &SILVER_EVENTS,
-            &["person_id", "event_name", "event_type", "event_ts", "event_id", "properties"],
+            &[
+                "person_id",
+                "event_name",
+                "event_type",
+                "event_ts",
+                "event_id",
+                "properties",
+            ],
             Some(filter),
         )
         .await?;
@@ -54,17 +63,22 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
         for i in 0..batch.num_rows() {
             let t = ts.value(i);
             if name.value(i) == config.conversion_event {
-                conversions.entry(person.value(i).to_owned()).or_default().push(t);
+                conversions
+                    .entry(person.value(i).to_owned())
+                    .or_default()
+                    .push(t);
             }
-            if name.value(i) != EXPOSURE_EVENT || kind.value(i) != "track" || properties.is_null(i) {
+            if name.value(i) != EXPOSURE_EVENT || kind.value(i) != "track" || properties.is_null(i)
+            {
                 continue;
             }
             let Ok(props) = serde_json::from_str::<Value>(properties.value(i)) else {
                 continue;
             };
-            let (Some(experiment), Some(variant)) =
-                (property(&props, "experiment_id"), property(&props, "variation_id"))
-            else {
+            let (Some(experiment), Some(variant)) = (
+                property(&props, "experiment_id"),
+                property(&props, "variation_id"),
+            ) else {
                 continue;
             };
             let entry = assignments
@@ -73,7 +87,11 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
                 .entry(person.value(i).to_owned())
                 .or_default();
             let candidate = (t, ids.value(i).to_owned(), variant.clone());
-            if entry.first.as_ref().is_none_or(|f| (candidate.0, &candidate.1) < (f.0, &f.1)) {
+            if entry
+                .first
+                .as_ref()
+                .is_none_or(|f| (candidate.0, &candidate.1) < (f.0, &f.1))
+            {
                 entry.first = Some(candidate);
             }
             entry.variants.insert(variant);
@@ -90,9 +108,13 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
                 excluded += 1;
                 continue;
             }
-            let Some((t0, _, variant)) = &assignment.first else { continue };
+            let Some((t0, _, variant)) = &assignment.first else {
+                continue;
+            };
             let converted = conversions.get(person).is_some_and(|times| {
-                times.iter().any(|&t| t >= *t0 && t <= t0.saturating_add(window))
+                times
+                    .iter()
+                    .any(|&t| t >= *t0 && t <= t0.saturating_add(window))
             });
             let entry = counts.entry(variant.as_str()).or_default();
             entry.1 += 1;
@@ -112,7 +134,8 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
         let exposed: Vec<u64> = counts.values().map(|c| c.1).collect();
         let srm = stats::srm_p_value(&exposed);
         for (variant, &(converted, n)) in &counts {
-            let comparison = (*variant != control).then(|| stats::compare(control_counts, (converted, n)));
+            let comparison =
+                (*variant != control).then(|| stats::compare(control_counts, (converted, n)));
             rows.push(experiment, variant, n, converted, comparison, srm, excluded);
         }
     }
@@ -173,6 +196,9 @@ impl Rows {
             Arc::new(Float64Array::from(self.srm)),
             Arc::new(Int64Array::from(self.excluded)),
         ];
-        Ok(RecordBatch::try_new(GOLD_EXPERIMENT_RESULTS.arrow_schema(), columns)?)
+        Ok(RecordBatch::try_new(
+            GOLD_EXPERIMENT_RESULTS.arrow_schema(),
+            columns,
+        )?)
     }
 }

@@ -3,7 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::prelude::{col, lit};
 use strata_core::config::FunnelConfig;
@@ -41,7 +43,11 @@ pub async fn build(io: &LakeIo, funnels: &[FunnelConfig], day: Day) -> Result<Re
             )
             .and(col("event_name").in_list(names.iter().map(|n| lit(*n)).collect(), false));
         let batches = io
-            .scan(&SILVER_EVENTS, &["person_id", "event_name", "event_ts"], Some(filter))
+            .scan(
+                &SILVER_EVENTS,
+                &["person_id", "event_name", "event_ts"],
+                Some(filter),
+            )
             .await?;
         for batch in &batches {
             let person = column::strings(batch, "person_id")?;
@@ -78,13 +84,20 @@ pub async fn build(io: &LakeIo, funnels: &[FunnelConfig], day: Day) -> Result<Re
         Arc::new(StringArray::from(name_col)),
         Arc::new(Int64Array::from(users_col)),
     ];
-    Ok(RecordBatch::try_new(GOLD_FUNNEL_DAILY.arrow_schema(), columns)?)
+    Ok(RecordBatch::try_new(
+        GOLD_FUNNEL_DAILY.arrow_schema(),
+        columns,
+    )?)
 }
 
 /// Persons reaching each step: entry at the earliest step-1 event on `day`,
 /// then for each later step its earliest event strictly after the previous
 /// step and no later than entry + window.
-fn count_steps(funnel: &FunnelConfig, events: &HashMap<String, Vec<(i64, String)>>, day: Day) -> Vec<i64> {
+fn count_steps(
+    funnel: &FunnelConfig,
+    events: &HashMap<String, Vec<(i64, String)>>,
+    day: Day,
+) -> Vec<i64> {
     let mut reached = vec![0i64; funnel.steps.len()];
     let Some(first_step) = funnel.steps.first() else {
         return reached;
@@ -129,7 +142,10 @@ mod tests {
     }
 
     fn list(items: &[(i64, &str)]) -> Vec<(i64, String)> {
-        items.iter().map(|(t, n)| (t * 1_000_000, n.to_string())).collect()
+        items
+            .iter()
+            .map(|(t, n)| (t * 1_000_000, n.to_string()))
+            .collect()
     }
 
     #[test]
@@ -137,9 +153,15 @@ mod tests {
         let mut events = HashMap::new();
         // c before b: only a, b count. Equal times do not advance.
         events.insert("p1".into(), list(&[(10, "a"), (20, "c"), (30, "b")]));
-        events.insert("p2".into(), list(&[(10, "a"), (10, "b"), (40, "b"), (40, "c")]));
+        events.insert(
+            "p2".into(),
+            list(&[(10, "a"), (10, "b"), (40, "b"), (40, "c")]),
+        );
         // The window is inclusive: c exactly one hour after entry counts.
-        events.insert("p3".into(), list(&[(0, "a"), (5, "a"), (6, "b"), (3600, "c")]));
+        events.insert(
+            "p3".into(),
+            list(&[(0, "a"), (5, "a"), (6, "b"), (3600, "c")]),
+        );
         // Past the window.
         events.insert("p4".into(), list(&[(0, "a"), (3601, "b")]));
         assert_eq!(count_steps(&funnel(), &events, 0), vec![4, 3, 1]);

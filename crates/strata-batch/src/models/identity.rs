@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use deltalake::datafusion::prelude::col;
 
 use crate::bronze_index::Link;
@@ -38,7 +40,10 @@ pub async fn read(io: &LakeIo) -> Result<BTreeMap<String, Link>> {
 }
 
 /// Anonymous ids whose person differs between two link tables.
-pub fn persons_changed(before: &BTreeMap<String, Link>, after: &BTreeMap<String, Link>) -> BTreeSet<String> {
+pub fn persons_changed(
+    before: &BTreeMap<String, Link>,
+    after: &BTreeMap<String, Link>,
+) -> BTreeSet<String> {
     let mut changed = BTreeSet::new();
     for (anon, link) in after {
         if before.get(anon).map(|l| &l.user_id) != Some(&link.user_id) {
@@ -55,11 +60,23 @@ pub fn persons_changed(before: &BTreeMap<String, Link>, after: &BTreeMap<String,
 
 pub fn batch(links: &BTreeMap<String, Link>) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(links.keys().map(|a| Some(a.as_str())).collect::<StringArray>()),
-        Arc::new(links.values().map(|l| Some(l.user_id.as_str())).collect::<StringArray>()),
         Arc::new(
-            TimestampMicrosecondArray::from(links.values().map(|l| l.linked_at).collect::<Vec<_>>())
-                .with_timezone("UTC"),
+            links
+                .keys()
+                .map(|a| Some(a.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            links
+                .values()
+                .map(|l| Some(l.user_id.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                links.values().map(|l| l.linked_at).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
         ),
         Arc::new(
             links
@@ -71,7 +88,10 @@ pub fn batch(links: &BTreeMap<String, Link>) -> Result<RecordBatch> {
             links.values().map(|l| l.ignored_links).collect::<Vec<_>>(),
         )),
     ];
-    Ok(RecordBatch::try_new(SILVER_IDENTITY.arrow_schema(), columns)?)
+    Ok(RecordBatch::try_new(
+        SILVER_IDENTITY.arrow_schema(),
+        columns,
+    )?)
 }
 
 /// Silver dates holding events of these anonymous ids without a user id.
@@ -85,7 +105,11 @@ pub async fn dates_of_anonymous(io: &LakeIo, anons: &BTreeSet<String>) -> Result
         .scan(
             &SILVER_EVENTS,
             &["anonymous_id", "event_date"],
-            Some(col("user_id").is_null().and(col("anonymous_id").is_not_null())),
+            Some(
+                col("user_id")
+                    .is_null()
+                    .and(col("anonymous_id").is_not_null()),
+            ),
         )
         .await?;
     for batch in &batches {

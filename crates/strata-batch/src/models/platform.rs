@@ -58,15 +58,24 @@ mod tests {
 
     #[test]
     fn follows_the_spec_order() {
-        assert_eq!(platform(Some(r#"{"os":{"name":"iPadOS"},"page":{}}"#)), "ios");
+        assert_eq!(
+            platform(Some(r#"{"os":{"name":"iPadOS"},"page":{}}"#)),
+            "ios"
+        );
         assert_eq!(platform(Some(r#"{"os":{"name":"ANDROID"}}"#)), "android");
-        assert_eq!(platform(Some(r#"{"os":{"name":"Mac OS X"},"userAgent":"x"}"#)), "web");
+        assert_eq!(
+            platform(Some(r#"{"os":{"name":"Mac OS X"},"userAgent":"x"}"#)),
+            "web"
+        );
         assert_eq!(platform(Some(r#"{"page":{"path":"/"}}"#)), "web");
         assert_eq!(
             platform(Some(r#"{"library":{"name":"analytics.js-next"}}"#)),
             "web"
         );
-        assert_eq!(platform(Some(r#"{"library":{"name":"analytics-node"}}"#)), "server");
+        assert_eq!(
+            platform(Some(r#"{"library":{"name":"analytics-node"}}"#)),
+            "server"
+        );
         assert_eq!(platform(Some(r#"{"os":"iOS"}"#)), "server");
         assert_eq!(platform(Some("not json")), "server");
         assert_eq!(platform(None), "server");

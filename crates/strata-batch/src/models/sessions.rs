@@ -39,7 +39,13 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
         let batches = io
             .scan(
                 &SILVER_EVENTS,
-                &["session_id", "person_id", "event_ts", "event_id", "platform"],
+                &[
+                    "session_id",
+                    "person_id",
+                    "event_ts",
+                    "event_id",
+                    "platform",
+                ],
                 Some(filter),
             )
             .await?;
@@ -102,7 +108,11 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
     rows.sort_unstable_by(|a, b| (&a.1.person_id, a.1.start).cmp(&(&b.1.person_id, b.1.start)));
     let n = rows.len();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|(id, _)| Some(id.as_str())).collect::<StringArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|(id, _)| Some(id.as_str()))
+                .collect::<StringArray>(),
+        ),
         Arc::new(
             rows.iter()
                 .map(|(_, s)| Some(s.person_id.as_str()))
@@ -131,5 +141,8 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
                 .collect::<StringArray>(),
         ),
     ];
-    Ok(RecordBatch::try_new(GOLD_FCT_SESSIONS.arrow_schema(), columns)?)
+    Ok(RecordBatch::try_new(
+        GOLD_FCT_SESSIONS.arrow_schema(),
+        columns,
+    )?)
 }

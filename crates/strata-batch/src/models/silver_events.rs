@@ -34,7 +34,8 @@ pub const SESSION_GAP_MICROS: i64 = 30 * 60 * 1_000_000;
 
 /// Names sessions: `session_id` is a UUIDv5 of `person_id` and the session's
 /// first `event_id`, so a rebuild gives the same ids.
-const SESSION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_0c0e_8a4b_4d2e_9b7e_57a7a5e55e55);
+const SESSION_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5f1c_0c0e_8a4b_4d2e_9b7e_57a7a5e55e55);
 
 pub fn session_id(person_id: &str, first_event_id: &str) -> String {
     let mut name = Vec::with_capacity(person_id.len() + first_event_id.len() + 1);
@@ -80,7 +81,11 @@ impl Tail {
                 if newer {
                     latest.insert(
                         person.value(i).to_owned(),
-                        (candidate.0, candidate.1.to_owned(), sessions.value(i).to_owned()),
+                        (
+                            candidate.0,
+                            candidate.1.to_owned(),
+                            sessions.value(i).to_owned(),
+                        ),
                     );
                 }
             }
@@ -198,7 +203,9 @@ fn assemble(
             {
                 sessions[prev_k].clone()
             }
-            Some((prev, _, _)) if person[prev] == person[row] => session_id(&person[row], ids.value(row)),
+            Some((prev, _, _)) if person[prev] == person[row] => {
+                session_id(&person[row], ids.value(row))
+            }
             _ => match tail.last.get(&person[row]) {
                 Some((last_ts, session)) if t - last_ts <= SESSION_GAP_MICROS => session.clone(),
                 _ => session_id(&person[row], ids.value(row)),
@@ -227,7 +234,10 @@ fn assemble(
         fields.push(field.as_ref().clone());
         columns.push(taken.column(i).clone());
     }
-    let persons: StringArray = order.iter().map(|&r| Some(person[r as usize].as_str())).collect();
+    let persons: StringArray = order
+        .iter()
+        .map(|&r| Some(person[r as usize].as_str()))
+        .collect();
     let platforms: StringArray = order
         .iter()
         .map(|&r| {

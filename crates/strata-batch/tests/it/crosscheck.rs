@@ -22,7 +22,11 @@ fn assert_same(what: &str, reference: &str, built: &str) {
     if reference != built {
         let r: Vec<&str> = reference.lines().collect();
         let b: Vec<&str> = built.lines().collect();
-        let first = r.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(r.len().min(b.len()));
+        let first = r
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(r.len().min(b.len()));
         panic!(
             "{what}: {} reference rows, {} built rows; first difference at row {first}:\n  reference: {:?}\n  built:     {:?}",
             r.len(),

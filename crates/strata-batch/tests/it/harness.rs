@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use deltalake::arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use serde_json::Value;
 use strata_batch::dates::{Day, day_of_micros, format_day};
 use strata_batch::{BatchConfig, LakeIo, Model, Plan, Runner, StateFile, Summary};
@@ -117,7 +119,10 @@ impl Env {
     }
 
     pub async fn run_dirty(&self) -> Summary {
-        self.runner().execute(Plan::dirty()).await.expect("dirty run")
+        self.runner()
+            .execute(Plan::dirty())
+            .await
+            .expect("dirty run")
     }
 
     /// Every row of a table, its cells formatted as the expected files write them.
@@ -128,8 +133,14 @@ impl Env {
 }
 
 pub fn fixture_range(events: &[(u32, u64, BronzeEvent)]) -> (Day, Day) {
-    let days: Vec<Day> = events.iter().map(|(_, _, e)| day_of_micros(e.event_ts)).collect();
-    (*days.iter().min().expect("events"), *days.iter().max().expect("events"))
+    let days: Vec<Day> = events
+        .iter()
+        .map(|(_, _, e)| day_of_micros(e.event_ts))
+        .collect();
+    (
+        *days.iter().min().expect("events"),
+        *days.iter().max().expect("events"),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,9 +155,7 @@ impl Cell {
         match self {
             Cell::Null => expected.is_empty(),
             Cell::Text(t) => t == expected,
-            Cell::Float(f) => expected
-                .parse::<f64>()
-                .is_ok_and(|e| (e - f).abs() <= 1e-6),
+            Cell::Float(f) => expected.parse::<f64>().is_ok_and(|e| (e - f).abs() <= 1e-6),
         }
     }
 }
@@ -188,16 +197,25 @@ pub fn format_rows(def: &TableDef, columns: &[&str], batches: &[RecordBatch]) ->
                         return Cell::Null;
                     }
                     match kind {
-                        ColumnType::Double => Cell::Float(array.as_primitive::<Float64Type>().value(r)),
+                        ColumnType::Double => {
+                            Cell::Float(array.as_primitive::<Float64Type>().value(r))
+                        }
                         ColumnType::Timestamp => Cell::Text(format_time(
                             array.as_primitive::<TimestampMicrosecondType>().value(r),
                         )),
-                        ColumnType::Date => Cell::Text(format_day(array.as_primitive::<Date32Type>().value(r))),
-                        ColumnType::Long => Cell::Text(array.as_primitive::<Int64Type>().value(r).to_string()),
-                        ColumnType::Int => Cell::Text(array.as_primitive::<Int32Type>().value(r).to_string()),
+                        ColumnType::Date => {
+                            Cell::Text(format_day(array.as_primitive::<Date32Type>().value(r)))
+                        }
+                        ColumnType::Long => {
+                            Cell::Text(array.as_primitive::<Int64Type>().value(r).to_string())
+                        }
+                        ColumnType::Int => {
+                            Cell::Text(array.as_primitive::<Int32Type>().value(r).to_string())
+                        }
                         ColumnType::Boolean => Cell::Text(array.as_boolean().value(r).to_string()),
                         ColumnType::String => {
-                            let array = deltalake::arrow::compute::cast(array, &DataType::Utf8).expect("utf8");
+                            let array = deltalake::arrow::compute::cast(array, &DataType::Utf8)
+                                .expect("utf8");
                             Cell::Text(array.as_string::<i32>().value(r).to_owned())
                         }
                     }
@@ -216,7 +234,12 @@ pub async fn check_expected(env: &Env, file: &Path) -> Result<(), String> {
     let model = Model::parse(name).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().ok_or("empty file")?.split(',').map(str::trim).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("empty file")?
+        .split(',')
+        .map(str::trim)
+        .collect();
     let expected: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(|c| c.trim().to_owned()).collect())
         .collect();
@@ -239,7 +262,12 @@ pub async fn check_expected(env: &Env, file: &Path) -> Result<(), String> {
     }
     let show = |rows: &[Vec<Cell>]| {
         rows.iter()
-            .map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            .map(|r| {
+                r.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .collect::<Vec<_>>()
             .join("\n  ")
     };
@@ -278,5 +306,9 @@ pub async fn run_case(name: &str) {
             failures.push(e);
         }
     }
-    assert!(failures.is_empty(), "golden case {name}:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "golden case {name}:\n{}",
+        failures.join("\n\n")
+    );
 }

@@ -31,7 +31,9 @@ pub fn generated(users: u32, days: u32, seed: u64) -> Vec<(u32, u64, BronzeEvent
             batch_context: None,
             batch_sent_at: None,
         };
-        let Ok(event) = normalize(&text, &envelope) else { continue };
+        let Ok(event) = normalize(&text, &envelope) else {
+            continue;
+        };
         let p = (person_hash(&event) % 4) as usize;
         out.push((p as u32, offsets[p], event));
         offsets[p] += 1;
@@ -40,8 +42,13 @@ pub fn generated(users: u32, days: u32, seed: u64) -> Vec<(u32, u64, BronzeEvent
 }
 
 fn person_hash(event: &BronzeEvent) -> u32 {
-    let key = event.user_id.as_deref().or(event.anonymous_id.as_deref()).unwrap_or("");
-    key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+    let key = event
+        .user_id
+        .as_deref()
+        .or(event.anonymous_id.as_deref())
+        .unwrap_or("");
+    key.bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
 }
 
 /// Every row of every silver and gold table, all columns, sorted.
@@ -54,7 +61,12 @@ pub async fn snapshot(env: &Env) -> BTreeMap<String, Vec<String>> {
             .rows(def, &columns)
             .await
             .into_iter()
-            .map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>().join("|"))
+            .map(|r| {
+                r.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
             .collect();
         rows.sort();
         out.insert(def.qualified_name(), rows);
@@ -83,7 +95,10 @@ async fn backfilling_twice_gives_the_same_rows() {
     let second = snapshot(&env).await;
     for (table, rows) in &first {
         assert_eq!(rows.len(), second[table].len(), "{table} row count");
-        assert!(rows == &second[table], "{table} differs after a second backfill");
+        assert!(
+            rows == &second[table],
+            "{table} differs after a second backfill"
+        );
     }
     assert!(first_summary.partitions() > 0);
     // silver.events is rebuilt (it is where changes start); gold partitions
@@ -93,6 +108,7 @@ async fn backfilling_twice_gives_the_same_rows() {
 
     // One row per event id in silver.
     let ids = env.rows(Model::Events.table(), &["event_id"]).await;
-    let distinct: std::collections::BTreeSet<String> = ids.iter().map(|r| r[0].to_string()).collect();
+    let distinct: std::collections::BTreeSet<String> =
+        ids.iter().map(|r| r[0].to_string()).collect();
     assert_eq!(ids.len(), distinct.len(), "silver holds an event id twice");
 }

@@ -61,7 +61,10 @@ async fn files(env: &Env) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>
                 .first()
                 .and_then(|c| file.partition_values_map().get(*c).cloned().flatten())
                 .unwrap_or_else(|| "all".into());
-            partitions.entry(key).or_default().insert(file.path().to_string());
+            partitions
+                .entry(key)
+                .or_default()
+                .insert(file.path().to_string());
         }
         out.insert(def.qualified_name(), partitions);
     }
@@ -69,14 +72,17 @@ async fn files(env: &Env) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>
 }
 
 async fn dau(env: &Env) -> BTreeMap<String, Vec<String>> {
-    env.rows(Model::DailyActiveUsers.table(), &["date", "dau", "wau", "mau", "new_users"])
-        .await
-        .into_iter()
-        .map(|r| {
-            let cells: Vec<String> = r.iter().map(|c| c.to_string()).collect();
-            (cells[0].clone(), cells[1..].to_vec())
-        })
-        .collect()
+    env.rows(
+        Model::DailyActiveUsers.table(),
+        &["date", "dau", "wau", "mau", "new_users"],
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        let cells: Vec<String> = r.iter().map(|c| c.to_string()).collect();
+        (cells[0].clone(), cells[1..].to_vec())
+    })
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +96,13 @@ async fn a_late_event_rebuilds_exactly_what_reads_its_date() {
         offset += 1;
     };
     for d in 1..=10 {
-        push(track(&format!("p1-{d}"), "p1", "Product Viewed", at(d, 9), at(d, 9)));
+        push(track(
+            &format!("p1-{d}"),
+            "p1",
+            "Product Viewed",
+            at(d, 9),
+            at(d, 9),
+        ));
     }
     push(track("p2-1", "p2", "Product Viewed", at(1, 12), at(1, 12)));
     push(track("p2-5", "p2", "Product Viewed", at(5, 12), at(5, 12)));
@@ -105,8 +117,12 @@ async fn a_late_event_rebuilds_exactly_what_reads_its_date() {
     assert_eq!(before["2026-03-10"], vec!["1", "3", "3", "0"]);
 
     // p9's event of day 3 arrives on day 10, at log offset 13.
-    env.land(vec![(1, 0, track("late-1", "p9", "Product Viewed", at(3, 15), at(10, 20)))])
-        .await;
+    env.land(vec![(
+        1,
+        0,
+        track("late-1", "p9", "Product Viewed", at(3, 15), at(10, 20)),
+    )])
+    .await;
     let summary = env.run_dirty().await;
     assert_eq!(summary.still_dirty, 0, "{summary:?}");
 
@@ -119,13 +135,24 @@ async fn a_late_event_rebuilds_exactly_what_reads_its_date() {
         let key = format!("2026-03-{d:02}");
         let (b, a) = (&before[&key], &after[&key]);
         assert_eq!(a[0], b[0], "dau of {key} unchanged");
-        assert_eq!(a[1].parse::<i64>().unwrap(), b[1].parse::<i64>().unwrap() + 1, "wau of {key}");
-        assert_eq!(a[2].parse::<i64>().unwrap(), b[2].parse::<i64>().unwrap() + 1, "mau of {key}");
+        assert_eq!(
+            a[1].parse::<i64>().unwrap(),
+            b[1].parse::<i64>().unwrap() + 1,
+            "wau of {key}"
+        );
+        assert_eq!(
+            a[2].parse::<i64>().unwrap(),
+            b[2].parse::<i64>().unwrap() + 1,
+            "mau of {key}"
+        );
     }
     assert_eq!(after["2026-03-10"], vec!["1", "3", "4", "0"]);
 
     let retention = env
-        .rows(Model::Retention.table(), &["cohort_date", "day_offset", "cohort_size", "retained_users"])
+        .rows(
+            Model::Retention.table(),
+            &["cohort_date", "day_offset", "cohort_size", "retained_users"],
+        )
         .await;
     let cohort3: Vec<Vec<Cell>> = retention
         .into_iter()
@@ -136,7 +163,10 @@ async fn a_late_event_rebuilds_exactly_what_reads_its_date() {
     for row in &cohort3 {
         let offset: i64 = row[1].to_string().parse().unwrap();
         assert_eq!(row[2], Cell::Text("1".into()));
-        assert_eq!(row[3], Cell::Text(if offset == 0 { "1" } else { "0" }.into()));
+        assert_eq!(
+            row[3],
+            Cell::Text(if offset == 0 { "1" } else { "0" }.into())
+        );
     }
 
     // Files: only these partitions may differ.
@@ -152,13 +182,17 @@ async fn a_late_event_rebuilds_exactly_what_reads_its_date() {
             .cloned()
             .collect()
     };
-    let dates = |ds: &[u32]| -> BTreeSet<String> { ds.iter().map(|d| format!("2026-03-{d:02}")).collect() };
+    let dates =
+        |ds: &[u32]| -> BTreeSet<String> { ds.iter().map(|d| format!("2026-03-{d:02}")).collect() };
     assert_eq!(rewritten("silver.events"), dates(&[3]));
     assert_eq!(rewritten("silver.active_days"), dates(&[3]));
     assert_eq!(rewritten("gold.hourly_events"), dates(&[3]));
     assert_eq!(rewritten("gold.fct_sessions"), dates(&[3]));
     assert_eq!(rewritten("gold.funnel_daily"), dates(&[3]));
-    assert_eq!(rewritten("gold.daily_active_users"), dates(&[3, 4, 5, 6, 7, 8, 9, 10]));
+    assert_eq!(
+        rewritten("gold.daily_active_users"),
+        dates(&[3, 4, 5, 6, 7, 8, 9, 10])
+    );
     assert_eq!(rewritten("gold.retention"), dates(&[3]));
     assert_eq!(rewritten("silver.identity"), BTreeSet::new());
     assert_eq!(rewritten("gold.dim_users"), BTreeSet::new());

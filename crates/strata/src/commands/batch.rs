@@ -47,7 +47,10 @@ fn bar() -> Arc<Bar> {
 }
 
 pub fn print_summary(summary: &Summary) {
-    println!("{:<28} {:>10} {:>12} {:>9}", "model", "partitions", "rows", "seconds");
+    println!(
+        "{:<28} {:>10} {:>12} {:>9}",
+        "model", "partitions", "rows", "seconds"
+    );
     for (model, s) in &summary.models {
         println!(
             "{model:<28} {:>10} {:>12} {:>9.2}",
@@ -120,5 +123,6 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> Result<()> {
 }
 
 pub fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| format!("{text:?} is not a YYYY-MM-DD date: {e}"))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{text:?} is not a YYYY-MM-DD date: {e}"))
 }

@@ -62,7 +62,11 @@ fn normalize_parallel(chunk: Vec<(chrono::DateTime<Utc>, String)>) -> Vec<Bronze
     })
 }
 
-async fn load(lake: &Lake, args: &BenchBatchArgs, start: NaiveDate) -> Result<(u64, Vec<(u32, u64, BronzeEvent)>)> {
+async fn load(
+    lake: &Lake,
+    args: &BenchBatchArgs,
+    start: NaiveDate,
+) -> Result<(u64, Vec<(u32, u64, BronzeEvent)>)> {
     let cutoff = (start + ChronoDuration::days(args.days as i64))
         .and_hms_opt(0, 0, 0)
         .expect("midnight")
@@ -74,7 +78,9 @@ async fn load(lake: &Lake, args: &BenchBatchArgs, start: NaiveDate) -> Result<(u
         days: Some(args.days + 1),
         ..GeneratorConfig::default()
     });
-    let mut positions = Positions { next: [0; PARTITIONS as usize] };
+    let mut positions = Positions {
+        next: [0; PARTITIONS as usize],
+    };
     let mut loaded = 0u64;
     let mut later = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
@@ -137,7 +143,8 @@ fn measure(dir: &Path, args: &[String]) -> Result<Measured> {
         .map_err(CliError::runtime)?;
     let mut peak = 0.0f64;
     loop {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
         if let Some(kb) = status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -153,7 +160,11 @@ fn measure(dir: &Path, args: &[String]) -> Result<Measured> {
     let elapsed = started.elapsed();
     let output = child.wait_with_output().map_err(CliError::runtime)?;
     if !output.status.success() {
-        return Err(CliError::Runtime(format!("strata {} failed: {}", args.join(" "), output.status)));
+        return Err(CliError::Runtime(format!(
+            "strata {} failed: {}",
+            args.join(" "),
+            output.status
+        )));
     }
     Ok(Measured {
         elapsed,
@@ -236,6 +247,10 @@ async fn bronze_rows(lake: &Lake) -> Result<u64> {
     Ok(batches
         .first()
         .filter(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().map(|a| a.value(0)))
+        .and_then(|b| {
+            b.column(0)
+                .as_primitive_opt::<Int64Type>()
+                .map(|a| a.value(0))
+        })
         .unwrap_or(0) as u64)
 }

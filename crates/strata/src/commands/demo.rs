@@ -116,7 +116,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
 /// Keeps silver and gold current while the demo runs: the dirty partitions
 /// (new bronze dates, late events, new identity links) are rebuilt once the
 /// history has landed in bronze, then every `dirty_check_interval`.
-async fn refresh_models(config: strata_core::config::Config, history_done: std::sync::Arc<tokio::sync::Notify>) {
+async fn refresh_models(
+    config: strata_core::config::Config,
+    history_done: std::sync::Arc<tokio::sync::Notify>,
+) {
     history_done.notified().await;
     // The loader flushes on a timer; give it time to commit the history.
     let settle = config.loader.flush_interval * 3 + std::time::Duration::from_secs(2);

@@ -48,7 +48,10 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
     if dirty.is_empty() {
         println!("\nbatch models: nothing marked dirty");
     } else {
-        println!("\nbatch models: {} partitions marked dirty (`strata run --dirty` rebuilds them)", dirty.len());
+        println!(
+            "\nbatch models: {} partitions marked dirty (`strata run --dirty` rebuilds them)",
+            dirty.len()
+        );
         for (model, date) in dirty.iter().take(20) {
             match date {
                 Some(d) => println!("  {model} {d}"),

@@ -29,14 +29,23 @@ type Snapshot = BTreeMap<(String, String), Vec<String>>;
 fn snapshot(dir: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     for (table, partition) in TABLES {
-        let output = run(&["sql", &format!("select * from {table}"), "--format", "json"], dir);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = run(
+            &["sql", &format!("select * from {table}"), "--format", "json"],
+            dir,
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let rows: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_default();
         for row in rows {
             let key = partition
                 .and_then(|p| row.get(p).map(|v| v.to_string()))
                 .unwrap_or_else(|| "all".into());
-            out.entry((table.to_owned(), key)).or_default().push(row.to_string());
+            out.entry((table.to_owned(), key))
+                .or_default()
+                .push(row.to_string());
         }
     }
     for rows in out.values_mut() {
@@ -49,21 +58,45 @@ fn send_traffic(dir: &Path, seed: &str) {
     let served = Served::start(dir);
     let out = strata()
         .args(["generate", "--days", "3", "--users", "120", "--seed", seed])
-        .args(["--start", "2026-03-01", "--target", &served.base, "--write-key", KEY])
+        .args([
+            "--start",
+            "2026-03-01",
+            "--target",
+            &served.base,
+            "--write-key",
+            KEY,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(served.terminate().success());
 }
 
 fn backfill_args() -> Vec<&'static str> {
-    vec!["backfill", "all", "--from", "2026-03-01", "--to", "2026-03-04"]
+    vec![
+        "backfill",
+        "all",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-04",
+    ]
 }
 
 fn commits(dir: &Path, table: &str) -> usize {
     let log = dir.join("lake/silver").join(table).join("_delta_log");
     std::fs::read_dir(log)
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .count()
+        })
         .unwrap_or(0)
 }
 
@@ -73,7 +106,11 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
     let dir = dir.path();
     send_traffic(dir, "11");
     let out = run(&backfill_args(), dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let old = snapshot(dir);
 
     // More people on the same dates: every partition gets a new version.
@@ -91,7 +128,10 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while commits(dir, "events") < before + 2 {
         assert!(Instant::now() < deadline, "the backfill made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "the backfill ended before it was killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backfill ended before it was killed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -99,13 +139,18 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
     let killed = snapshot(dir);
 
     let out = run(&backfill_args(), dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new = snapshot(dir);
     assert_ne!(old, new, "the second traffic changed nothing");
     assert_ne!(killed, new, "the kill came after the backfill had finished");
 
     let mut moved = 0;
-    let keys: std::collections::BTreeSet<_> = old.keys().chain(new.keys()).chain(killed.keys()).collect();
+    let keys: std::collections::BTreeSet<_> =
+        old.keys().chain(new.keys()).chain(killed.keys()).collect();
     for key in keys {
         let k = killed.get(key);
         assert!(
@@ -132,11 +177,38 @@ fn run_and_backfill_refuse_bad_arguments() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model `gold.nope`"));
     let out = run(&["run", "gold.daily_active_users"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&["backfill", "all", "--from", "2026-03-05", "--to", "2026-03-01"], dir.path());
+    let out = run(
+        &[
+            "backfill",
+            "all",
+            "--from",
+            "2026-03-05",
+            "--to",
+            "2026-03-01",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&["backfill", "all", "--from", "March", "--to", "2026-03-01"], dir.path());
+    let out = run(
+        &["backfill", "all", "--from", "March", "--to", "2026-03-01"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     // Nothing in the lake yet: a backfill succeeds and builds empty tables.
-    let out = run(&["backfill", "all", "--from", "2026-03-01", "--to", "2026-03-02"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "backfill",
+            "all",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-02",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
