@@ -176,7 +176,7 @@ impl LakeIo {
         })?;
         let batches = conform(def, batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
-        let predicate = col(*column).eq(lit(ScalarValue::Date32(Some(day))));
+        let predicate = on_date(column, day);
         retry_conflicts(def, || async {
             let table = self.lake.open_or_create(def).await?;
             table
@@ -268,6 +268,24 @@ where
             other => return other,
         }
     }
+}
+
+/// A date literal for filters on Date32 columns.
+pub fn date_lit(day: Day) -> Expr {
+    lit(ScalarValue::Date32(Some(day)))
+}
+
+/// `column = day`: one date partition.
+pub fn on_date(column: &str, day: Day) -> Expr {
+    col(column).eq(date_lit(day))
+}
+
+/// A UTC timestamp literal (microseconds) for filters on `event_ts`.
+pub fn timestamp_lit(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
 }
 
 /// Casts and orders a model's output columns to the table's declared schema.

@@ -16,7 +16,7 @@ use crate::bronze_index::{self, BronzeIndex, Link};
 use crate::compare::{canonical_rows, rows_by_partition};
 use crate::dates::{Day, format_day};
 use crate::error::{Error, Result};
-use crate::io::{LakeIo, conform};
+use crate::io::{LakeIo, conform, on_date};
 use crate::model::{Model, downstream, topological};
 use crate::models::silver_events::Tail;
 use crate::models::{
@@ -383,7 +383,7 @@ impl Runner {
                     Model::FunnelDaily => Vec::new(),
                     other => unreachable!("{other:?} is not a one-date model"),
                 };
-                let outcome = replace_if_changed(&io, model, day, batches).await?;
+                let outcome = replace_if_changed(&io, model, Some(day), batches).await?;
                 Ok::<_, Error>((day, outcome))
             }
         }))
@@ -439,41 +439,32 @@ impl Runner {
             }
             other => unreachable!("{other:?} is not a whole-table model"),
         };
-        let stored = self.io.scan(model.table(), &[], None).await?;
-        let outcome = if self.io.exists(model.table())
-            && canonical_rows(&stored)?
-                == canonical_rows(&conform(model.table(), vec![batch.clone()])?)?
-        {
-            Outcome::Unchanged
-        } else {
-            Outcome::Written(self.io.replace_all(model.table(), vec![batch]).await?)
-        };
+        let outcome = replace_if_changed(&self.io, model, None, vec![batch]).await?;
         self.record(model, None, outcome)
     }
 }
 
-/// Replaces a partition unless it already holds exactly these rows: a
-/// rebuild that changes nothing rewrites nothing and dirties nothing.
+/// Replaces a partition (or, with `day` None, an unpartitioned table)
+/// unless it already holds exactly these rows: a rebuild that changes
+/// nothing rewrites nothing and dirties nothing.
 async fn replace_if_changed(
     io: &LakeIo,
     model: Model,
-    day: Day,
+    day: Option<Day>,
     batches: Vec<RecordBatch>,
 ) -> Result<Outcome> {
     let def = model.table();
     let batches = conform(def, batches)?;
     if io.exists(def) {
-        let column = def.partition_by[0];
-        let filter =
-            deltalake::datafusion::prelude::col(column).eq(deltalake::datafusion::prelude::lit(
-                deltalake::datafusion::common::ScalarValue::Date32(Some(day)),
-            ));
-        let stored = io.scan(def, &[], Some(filter)).await?;
+        let filter = day.map(|day| on_date(def.partition_by[0], day));
+        let stored = io.scan(def, &[], filter).await?;
         if canonical_rows(&stored)? == canonical_rows(&batches)? {
             return Ok(Outcome::Unchanged);
         }
     }
-    Ok(Outcome::Written(
-        io.replace_partition(def, day, batches).await?,
-    ))
+    let rows = match day {
+        Some(day) => io.replace_partition(def, day, batches).await?,
+        None => io.replace_all(def, batches).await?,
+    };
+    Ok(Outcome::Written(rows))
 }

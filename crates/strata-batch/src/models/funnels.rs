@@ -6,13 +6,12 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
-use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::prelude::{col, lit};
 use strata_core::config::FunnelConfig;
 
 use crate::dates::{Day, day_of_micros, days_spanned};
 use crate::error::Result;
-use crate::io::{LakeIo, column};
+use crate::io::{LakeIo, column, date_lit};
 use crate::tables::{GOLD_FUNNEL_DAILY, SILVER_EVENTS};
 
 pub fn window_micros(funnel: &FunnelConfig) -> i64 {
@@ -37,10 +36,7 @@ pub async fn build(io: &LakeIo, funnels: &[FunnelConfig], day: Day) -> Result<Re
     if !names.is_empty() {
         let last = day + days_after(funnels);
         let filter = col("event_date")
-            .between(
-                lit(ScalarValue::Date32(Some(day))),
-                lit(ScalarValue::Date32(Some(last))),
-            )
+            .between(date_lit(day), date_lit(last))
             .and(col("event_name").in_list(names.iter().map(|n| lit(*n)).collect(), false));
         let batches = io
             .scan(

@@ -9,13 +9,11 @@ use deltalake::arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use deltalake::datafusion::common::ScalarValue;
-use deltalake::datafusion::prelude::{col, lit};
 
 use super::silver_events::{SESSION_GAP_MICROS, session_id};
 use crate::dates::{Day, day_of_micros, day_start};
 use crate::error::Result;
-use crate::io::{LakeIo, column};
+use crate::io::{LakeIo, column, on_date};
 use crate::tables::{GOLD_FCT_SESSIONS, SILVER_EVENTS};
 
 struct Session {
@@ -35,7 +33,7 @@ pub async fn build(io: &LakeIo, day: Day) -> Result<RecordBatch> {
     let mut sessions: HashMap<String, Session> = HashMap::new();
     let mut read_day = day;
     loop {
-        let filter = col("event_date").eq(lit(ScalarValue::Date32(Some(read_day))));
+        let filter = on_date("event_date", read_day);
         let batches = io
             .scan(
                 &SILVER_EVENTS,

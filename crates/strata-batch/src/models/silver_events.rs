@@ -14,15 +14,14 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::take_record_batch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::datafusion::common::ScalarValue;
-use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::datafusion::prelude::{Expr, col};
 use strata_lake::schema::BRONZE_EVENTS;
 
 use super::platform::platform;
 use crate::bronze_index::{BronzeIndex, Link};
 use crate::dates::{Day, MICROS_PER_DAY, day_start};
 use crate::error::Result;
-use crate::io::{LakeIo, column, concat};
+use crate::io::{LakeIo, column, concat, date_lit, on_date, timestamp_lit};
 use crate::tables::SILVER_EVENTS;
 
 /// The columns the gold models filter silver.events by, within a date:
@@ -57,9 +56,7 @@ impl Tail {
     /// Reads the tail of an already built date from `silver.events`.
     pub async fn read(io: &LakeIo, day: Day) -> Result<Self> {
         let since = day_start(day + 1) - SESSION_GAP_MICROS;
-        let filter = col("event_date")
-            .eq(lit(ScalarValue::Date32(Some(day))))
-            .and(col("event_ts").gt_eq(lit(timestamp(since))));
+        let filter = on_date("event_date", day).and(col("event_ts").gt_eq(timestamp_lit(since)));
         let batches = io
             .scan(
                 &SILVER_EVENTS,
@@ -99,19 +96,12 @@ impl Tail {
     }
 }
 
-pub fn timestamp(micros: i64) -> ScalarValue {
-    ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
-}
-
 fn bronze_filter(day: Day, ingest_days: &[Day]) -> Expr {
-    let ingest = ingest_days
-        .iter()
-        .map(|d| lit(ScalarValue::Date32(Some(*d))))
-        .collect();
+    let ingest = ingest_days.iter().map(|d| date_lit(*d)).collect();
     col("ingest_date")
         .in_list(ingest, false)
-        .and(col("event_ts").gt_eq(lit(timestamp(day_start(day)))))
-        .and(col("event_ts").lt(lit(timestamp(day_start(day) + MICROS_PER_DAY))))
+        .and(col("event_ts").gt_eq(timestamp_lit(day_start(day))))
+        .and(col("event_ts").lt(timestamp_lit(day_start(day) + MICROS_PER_DAY)))
 }
 
 /// Reads the bronze rows of one event date and builds its silver partition.

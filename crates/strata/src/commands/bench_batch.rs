@@ -85,21 +85,25 @@ async fn load(
     let mut later = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
     let bar = super::generate::progress_bar();
-    let flush = |chunk: Vec<(chrono::DateTime<Utc>, String)>| normalize_parallel(chunk);
     let mut pending: Vec<(u32, u64, BronzeEvent)> = Vec::new();
+    // Rows received after the last day go to the incremental run.
+    let mut route = |chunk: Vec<(chrono::DateTime<Utc>, String)>,
+                     pending: &mut Vec<(u32, u64, BronzeEvent)>| {
+        for event in normalize_parallel(chunk) {
+            let placed = positions.place(event);
+            if placed.2.received_at >= cutoff.timestamp_micros() {
+                later.push(placed);
+            } else {
+                pending.push(placed);
+            }
+        }
+    };
     for generated in generator {
         let text = generated.message.to_string();
         // A small network delay between the client's send and receipt.
         chunk.push((generated.send_at + ChronoDuration::milliseconds(40), text));
         if chunk.len() == CHUNK {
-            for event in flush(std::mem::take(&mut chunk)) {
-                let placed = positions.place(event);
-                if placed.2.received_at >= cutoff.timestamp_micros() {
-                    later.push(placed);
-                } else {
-                    pending.push(placed);
-                }
-            }
+            route(std::mem::take(&mut chunk), &mut pending);
             bar.inc(CHUNK as u64);
             if pending.len() >= CHUNK {
                 loaded += pending.len() as u64;
@@ -107,14 +111,7 @@ async fn load(
             }
         }
     }
-    for event in flush(chunk) {
-        let placed = positions.place(event);
-        if placed.2.received_at >= cutoff.timestamp_micros() {
-            later.push(placed);
-        } else {
-            pending.push(placed);
-        }
-    }
+    route(chunk, &mut pending);
     loaded += pending.len() as u64;
     append_events(lake, pending).await?;
     bar.finish_and_clear();
@@ -143,15 +140,7 @@ fn measure(dir: &Path, args: &[String]) -> Result<Measured> {
         .map_err(CliError::runtime)?;
     let mut peak = 0.0f64;
     loop {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        if let Some(kb) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        {
-            peak = peak.max(kb / 1024.0);
-        }
+        peak = peak.max(super::bench::peak_rss_mib(child.id()));
         if child.try_wait().map_err(CliError::runtime)?.is_some() {
             break;
         }
