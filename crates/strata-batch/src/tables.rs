@@ -165,3 +165,30 @@ pub const GOLD_EXPERIMENT_RESULTS: TableDef = TableDef {
     partition_by: &[],
     description: "Conversion per experiment variant against control, with significance and SRM.",
 };
+
+#[cfg(test)]
+mod tests {
+    use strata_lake::schema::BRONZE_EVENTS;
+
+    use super::*;
+
+    /// `silver.events` repeats bronze's columns (a const list cannot be
+    /// derived from another): they must stay the same, in the same order.
+    #[test]
+    fn silver_events_carries_every_bronze_column() {
+        let bronze: Vec<_> = BRONZE_EVENTS
+            .columns
+            .iter()
+            .filter(|c| c.name != "ingest_date")
+            .map(|c| (c.name, c.data_type, c.nullable))
+            .collect();
+        let silver: Vec<_> = SILVER_EVENTS
+            .columns
+            .iter()
+            .map(|c| (c.name, c.data_type, c.nullable))
+            .collect();
+        assert_eq!(silver[..bronze.len()], bronze[..]);
+        let added: Vec<&str> = silver[bronze.len()..].iter().map(|c| c.0).collect();
+        assert_eq!(added, ["person_id", "session_id", "platform", "event_date"]);
+    }
+}
