@@ -12,7 +12,7 @@ use deltalake::arrow::array::RecordBatch;
 use futures::StreamExt;
 use strata_core::config::{ExperimentsConfig, FunnelConfig};
 
-use crate::bronze_index::{self, BronzeIndex, Link};
+use crate::bronze_index::{BronzeIndex, Link};
 use crate::compare::{canonical_rows, rows_by_partition};
 use crate::dates::{Day, format_day};
 use crate::error::{Error, Result};
@@ -68,6 +68,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Partitions left dirty outside what was asked for.
     pub still_dirty: usize,
+    /// Bronze rows read to bring the dedup index up to date: only the rows
+    /// new since the last run, unless the index had to be rebuilt.
+    pub bronze_rows_read: usize,
 }
 
 impl Summary {
@@ -79,6 +82,11 @@ impl Summary {
         self.models.values().map(|m| m.rows).sum()
     }
 }
+
+type ZorderWorker = (
+    tokio::sync::mpsc::UnboundedSender<Day>,
+    tokio::task::JoinHandle<Result<BTreeSet<Day>>>,
+);
 
 /// What to build, per model: dates, or the whole table.
 #[derive(Debug, Default, Clone)]
@@ -131,6 +139,10 @@ pub struct Runner {
     progress: Arc<dyn Progress>,
     parallel: usize,
     summary: Summary,
+    /// silver.active_days as loaded by the first activity model of a run.
+    activity: Option<Option<Arc<activity::Activity>>>,
+    /// The z-order worker's queue and task, while a run is in progress.
+    zorder: Option<ZorderWorker>,
 }
 
 impl Runner {
@@ -142,6 +154,8 @@ impl Runner {
             progress: Arc::new(NoProgress),
             parallel: 2,
             summary: Summary::default(),
+            activity: None,
+            zorder: None,
         }
     }
 
@@ -167,17 +181,25 @@ impl Runner {
     pub async fn execute(&mut self, mut plan: Plan) -> Result<Summary> {
         let started = Instant::now();
         self.summary = Summary::default();
+        self.activity = None;
+        self.start_zorder();
         // silver.events needs bronze's index; it also tells which event dates
         // received rows since the last run.
         let mut index = None;
         if plan.dirty || plan.touches(Model::Events) {
             let indexing = Instant::now();
-            let built = BronzeIndex::build(&self.io, &self.state.state.bronze_seen).await?;
-            tracing::debug!(elapsed = ?indexing.elapsed(), "bronze index built");
+            let mut built =
+                BronzeIndex::build(&self.io, self.state.dir(), &self.state.state.bronze_seen)
+                    .await?;
+            tracing::debug!(elapsed = ?indexing.elapsed(), incremental = built.incremental, rows_read = built.rows_read, "bronze index built");
             self.state
                 .mark_days(Model::Events, built.new_days.iter().copied());
             self.state.state.bronze_seen = built.ends.clone();
+            // The state first: an index saved ahead of it would hide the new
+            // rows' dates from a run that resumes after a crash.
             self.state.save()?;
+            built.save()?;
+            self.summary.bronze_rows_read = built.rows_read;
             index = Some(built);
         }
         let events_pending = plan.touches(Model::Events)
@@ -235,6 +257,7 @@ impl Runner {
             }
             self.summary.models.entry(model.name()).or_default().elapsed += model_started.elapsed();
         }
+        self.finish_zorder().await?;
         self.summary.elapsed = started.elapsed();
         self.summary.still_dirty = self.state.all_dirty().len();
         Ok(std::mem::take(&mut self.summary))
@@ -270,7 +293,7 @@ impl Runner {
 
     async fn build_identity(&mut self, index: &BronzeIndex) -> Result<BTreeMap<String, Link>> {
         let linking = Instant::now();
-        let links = bronze_index::links(&self.io, index).await?;
+        let links = index.links();
         tracing::debug!(elapsed = ?linking.elapsed(), links = links.len(), "identity links read");
         let before = crate::models::identity::read(&self.io).await?;
         let changed = crate::models::identity::persons_changed(&before, &links);
@@ -292,6 +315,17 @@ impl Runner {
         Ok(links)
     }
 
+    /// A written silver.events date is built; its z-order is queued, and
+    /// remembered in the state until done.
+    fn record_events_write(&mut self, day: Day, rows: usize) -> Result<()> {
+        self.state.zorder_queued(day);
+        self.record(Model::Events, Some(day), Outcome::Written(rows))?;
+        if let Some((sender, _)) = &self.zorder {
+            let _ = sender.send(day);
+        }
+        Ok(())
+    }
+
     async fn build_events(
         &mut self,
         index: &BronzeIndex,
@@ -301,9 +335,9 @@ impl Runner {
     ) -> Result<()> {
         let existing = self.io.partitions(Model::Events.table()).await?;
         let mut tail: Option<(Day, Tail)> = None;
-        // Writes (and their z-order) run behind the builds, at most this many
-        // at a time: a partition's build, write and optimize each take about
-        // the same time, so two in flight keep both cores busy.
+        // Writes run behind the builds, at most this many at a time: a
+        // partition's build and write take about the same time, so two in
+        // flight keep both cores busy.
         const IN_FLIGHT: usize = 2;
         let mut pending: std::collections::VecDeque<(Day, tokio::task::JoinHandle<Result<usize>>)> =
             std::collections::VecDeque::new();
@@ -332,7 +366,7 @@ impl Runner {
             while pending.len() >= IN_FLIGHT {
                 let (d, handle) = pending.pop_front().expect("pending write");
                 let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
-                self.record(Model::Events, Some(d), Outcome::Written(rows))?;
+                self.record_events_write(d, rows)?;
             }
             let io = self.io.clone();
             pending.push_back((
@@ -340,10 +374,7 @@ impl Runner {
                 tokio::spawn(async move {
                     let writing = Instant::now();
                     let rows = io.replace_partition(Model::Events.table(), day, vec![batch]).await?;
-                    let written = writing.elapsed();
-                    io.zorder(Model::Events.table(), &BTreeSet::from([day]), silver_events::ZORDER_BY)
-                        .await?;
-                    tracing::debug!(day = %format_day(day), ?written, zorder = ?(writing.elapsed() - written), "silver.events written");
+                    tracing::debug!(day = %format_day(day), elapsed = ?writing.elapsed(), "silver.events written");
                     Ok(rows)
                 }),
             ));
@@ -351,9 +382,49 @@ impl Runner {
         }
         while let Some((d, handle)) = pending.pop_front() {
             let rows = handle.await.map_err(|e| Error::Task(e.to_string()))??;
-            self.record(Model::Events, Some(d), Outcome::Written(rows))?;
+            self.record_events_write(d, rows)?;
         }
         Ok(())
+    }
+
+    /// Starts the worker that z-orders silver.events dates as they are
+    /// written, one optimize at a time, off the critical path: the gold
+    /// models read a date as soon as it is committed. Dates whose z-order a
+    /// killed run did not finish are queued first.
+    fn start_zorder(&mut self) {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Day>();
+        for day in self.state.zorder_pending() {
+            let _ = sender.send(day);
+        }
+        let io = self.io.clone();
+        let worker = tokio::spawn(async move {
+            let mut done = BTreeSet::new();
+            while let Some(day) = receiver.recv().await {
+                // Dates written meanwhile go into the same optimize commit.
+                let mut days = BTreeSet::from([day]);
+                while let Ok(more) = receiver.try_recv() {
+                    days.insert(more);
+                }
+                let started = Instant::now();
+                io.zorder(Model::Events.table(), &days, silver_events::ZORDER_BY)
+                    .await?;
+                tracing::debug!(dates = days.len(), elapsed = ?started.elapsed(), "silver.events z-ordered");
+                done.extend(days);
+            }
+            Ok(done)
+        });
+        self.zorder = Some((sender, worker));
+    }
+
+    /// Waits for the z-order worker and records the dates it finished.
+    async fn finish_zorder(&mut self) -> Result<()> {
+        let Some((sender, worker)) = self.zorder.take() else {
+            return Ok(());
+        };
+        drop(sender);
+        let done = worker.await.map_err(|e| Error::Task(e.to_string()))??;
+        self.state.zordered(&done);
+        self.state.save()
     }
 
     async fn build_dates(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {
@@ -399,7 +470,12 @@ impl Runner {
     /// rows per person); only partitions asked for or whose rows changed are
     /// written.
     async fn build_from_activity(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {
-        let computed = match activity::Activity::load(&self.io).await? {
+        // Both models read the same active days, which the run has finished
+        // building before either (dependency order): load them once.
+        if self.activity.is_none() {
+            self.activity = Some(activity::Activity::load(&self.io).await?.map(Arc::new));
+        }
+        let computed = match self.activity.clone().flatten() {
             Some(activity) => match model {
                 Model::DailyActiveUsers => activity.daily_active_users()?,
                 _ => activity.retention()?,

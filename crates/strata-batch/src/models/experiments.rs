@@ -36,40 +36,42 @@ pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatc
     let exposure = col("event_name")
         .eq(lit(EXPOSURE_EVENT))
         .and(col("event_type").eq(lit("track")));
-    let filter = exposure.or(col("event_name").eq(lit(config.conversion_event.as_str())));
-    let batches = io
+    let exposures = io
         .scan(
             &SILVER_EVENTS,
-            &[
-                "person_id",
-                "event_name",
-                "event_type",
-                "event_ts",
-                "event_id",
-                "properties",
-            ],
-            Some(filter),
+            &["person_id", "event_ts", "event_id", "properties"],
+            Some(exposure),
         )
         .await?;
-    let mut assignments: BTreeMap<String, HashMap<String, Assignment>> = BTreeMap::new();
+    // Conversions need no properties: a narrow scan of their own keeps the
+    // (large) properties of every order out of the decoder.
+    let conversion_rows = io
+        .scan(
+            &SILVER_EVENTS,
+            &["person_id", "event_ts"],
+            Some(col("event_name").eq(lit(config.conversion_event.as_str()))),
+        )
+        .await?;
     let mut conversions: HashMap<String, Vec<i64>> = HashMap::new();
-    for batch in &batches {
+    for batch in &conversion_rows {
         let person = column::strings(batch, "person_id")?;
-        let name = column::strings(batch, "event_name")?;
-        let kind = column::strings(batch, "event_type")?;
+        let ts = column::micros(batch, "event_ts")?;
+        for i in 0..batch.num_rows() {
+            conversions
+                .entry(person.value(i).to_owned())
+                .or_default()
+                .push(ts.value(i));
+        }
+    }
+    let mut assignments: BTreeMap<String, HashMap<String, Assignment>> = BTreeMap::new();
+    for batch in &exposures {
+        let person = column::strings(batch, "person_id")?;
         let ts = column::micros(batch, "event_ts")?;
         let ids = column::strings(batch, "event_id")?;
         let properties = column::strings(batch, "properties")?;
         for i in 0..batch.num_rows() {
             let t = ts.value(i);
-            if name.value(i) == config.conversion_event {
-                conversions
-                    .entry(person.value(i).to_owned())
-                    .or_default()
-                    .push(t);
-            }
-            if name.value(i) != EXPOSURE_EVENT || kind.value(i) != "track" || properties.is_null(i)
-            {
+            if properties.is_null(i) {
                 continue;
             }
             let Ok(props) = serde_json::from_str::<Value>(properties.value(i)) else {

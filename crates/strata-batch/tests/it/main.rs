@@ -3,3 +3,4 @@ mod golden;
 mod harness;
 mod idempotency;
 mod incremental;
+mod index;
