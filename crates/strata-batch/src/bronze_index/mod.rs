@@ -192,13 +192,7 @@ impl BronzeIndex {
     /// Folds new copies into the saved winners; returns whether any saved
     /// winner was displaced.
     fn merge(&mut self, mut copies: Vec<Copy>) -> bool {
-        copies.sort_unstable_by(|a, b| {
-            (&a.key, a.winner.received_at, a.winner.position()).cmp(&(
-                &b.key,
-                b.winner.received_at,
-                b.winner.position(),
-            ))
-        });
+        sort_by_arrival(&mut copies);
         let mut displaced = false;
         let mut updates = Vec::new();
         let mut cursor = self.winners.cursor();
@@ -339,8 +333,9 @@ struct Resolved {
     new_days: BTreeSet<Day>,
 }
 
-/// Sorts all copies by event id and arrival; the first of each id wins.
-fn resolve(mut copies: Vec<Copy>) -> Resolved {
+/// Groups copies by event id, each group in arrival order: its first copy
+/// is the one received first (ties by log position).
+fn sort_by_arrival(copies: &mut [Copy]) {
     copies.sort_unstable_by(|a, b| {
         (&a.key, a.winner.received_at, a.winner.position()).cmp(&(
             &b.key,
@@ -348,6 +343,11 @@ fn resolve(mut copies: Vec<Copy>) -> Resolved {
             b.winner.position(),
         ))
     });
+}
+
+/// Sorts all copies by event id and arrival; the first of each id wins.
+fn resolve(mut copies: Vec<Copy>) -> Resolved {
+    sort_by_arrival(&mut copies);
     let mut out = Resolved {
         winners: Winners::default(),
         losers: HashSet::new(),
