@@ -92,10 +92,14 @@ pub struct Server {
     pub addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
+    signals: Signals,
 }
 
 impl Server {
     pub async fn start(config: &Config, roles: &[Role]) -> Result<Server> {
+        // Listening starts before the server is ready: a SIGTERM sent as
+        // soon as `/ready` answers must shut down cleanly, not kill.
+        let signals = Signals::listen();
         let all = roles.is_empty();
         let has = |role: Role| all || roles.contains(&role);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -172,7 +176,12 @@ impl Server {
             log.close();
             result
         });
-        Ok(Server { addr, stop, task })
+        Ok(Server {
+            addr,
+            stop,
+            task,
+            signals,
+        })
     }
 
     pub fn stop(&self) {
@@ -187,33 +196,49 @@ impl Server {
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down cleanly.
-    pub async fn run_until_signal(self) -> Result<()> {
-        shutdown_signal().await;
+    pub async fn run_until_signal(mut self) -> Result<()> {
+        self.signals.recv().await;
         tracing::info!("shutting down: draining requests and committing bronze");
         self.stop();
         self.wait().await
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C and SIGTERM handlers, installed when created (not when first
+/// awaited), so no signal between start-up and the wait is lost.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    unix: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| signal(kind).ok())
+                .collect();
+            Signals { unix }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.unix.is_empty() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            let waits = self.unix.iter_mut().map(|s| Box::pin(s.recv()));
+            futures::future::select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
