@@ -9,9 +9,8 @@ use deltalake::datafusion::common::{ScalarValue, TableReference};
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::config::SessionConfig;
 use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
-use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::SaveMode;
-use deltalake::{FilterOp, FilterValue};
+
 use strata_lake::Lake;
 use strata_lake::schema::TableDef;
 
@@ -191,45 +190,6 @@ impl LakeIo {
         Ok(rows)
     }
 
-    /// Rewrites the given date partitions z-ordered on `columns` (deltalake
-    /// optimize), in one commit that changes the layout and not the data.
-    pub async fn zorder(
-        &self,
-        def: &TableDef,
-        days: &BTreeSet<Day>,
-        columns: &[&str],
-    ) -> Result<()> {
-        let Some(column) = def.partition_by.first() else {
-            return Err(Error::Invalid(format!(
-                "{} is not partitioned",
-                def.qualified_name()
-            )));
-        };
-        if days.is_empty() || !self.exists(def) {
-            return Ok(());
-        }
-        let values: Vec<String> = days.iter().map(|d| crate::dates::format_day(*d)).collect();
-        let filters = [(
-            *column,
-            FilterOp::In,
-            FilterValue::Set(values.iter().map(String::as_str).collect()),
-        )];
-        retry_conflicts(def, || async {
-            let table = self.lake.open(def.layer, def.name).await?;
-            table
-                .optimize()
-                .with_filters(&filters)
-                .with_type(OptimizeType::ZOrder(
-                    columns.iter().map(|c| c.to_string()).collect(),
-                ))
-                .with_max_concurrent_tasks(2)
-                .await
-                .map_err(Error::delta(def.qualified_name()))?;
-            Ok(())
-        })
-        .await
-    }
-
     /// Replaces the whole content of an unpartitioned table in one commit.
     pub async fn replace_all(&self, def: &TableDef, batches: Vec<RecordBatch>) -> Result<usize> {
         let batches = conform(def, batches)?;
@@ -246,7 +206,7 @@ impl LakeIo {
 
 /// Runs a commit again when a concurrent commit to the same table (another
 /// partition's write or optimize) conflicted with it. Each attempt starts
-/// from the latest snapshot, and replacing a partition or z-ordering it is
+/// from the latest snapshot, and replacing a partition is
 /// idempotent, so a retry cannot duplicate rows.
 async fn retry_conflicts<F, Fut>(def: &TableDef, mut attempt: F) -> Result<()>
 where

@@ -83,11 +83,6 @@ impl Summary {
     }
 }
 
-type ZorderWorker = (
-    tokio::sync::mpsc::UnboundedSender<Day>,
-    tokio::task::JoinHandle<Result<BTreeSet<Day>>>,
-);
-
 /// What to build, per model: dates, or the whole table.
 #[derive(Debug, Default, Clone)]
 pub struct Plan {
@@ -141,8 +136,6 @@ pub struct Runner {
     summary: Summary,
     /// silver.active_days as loaded by the first activity model of a run.
     activity: Option<Option<Arc<activity::Activity>>>,
-    /// The z-order worker's queue and task, while a run is in progress.
-    zorder: Option<ZorderWorker>,
 }
 
 impl Runner {
@@ -155,7 +148,6 @@ impl Runner {
             parallel: 2,
             summary: Summary::default(),
             activity: None,
-            zorder: None,
         }
     }
 
@@ -182,7 +174,6 @@ impl Runner {
         let started = Instant::now();
         self.summary = Summary::default();
         self.activity = None;
-        self.start_zorder();
         // silver.events needs bronze's index; it also tells which event dates
         // received rows since the last run.
         let mut index = None;
@@ -257,7 +248,6 @@ impl Runner {
             }
             self.summary.models.entry(model.name()).or_default().elapsed += model_started.elapsed();
         }
-        self.finish_zorder().await?;
         self.summary.elapsed = started.elapsed();
         self.summary.still_dirty = self.state.all_dirty().len();
         Ok(std::mem::take(&mut self.summary))
@@ -315,15 +305,8 @@ impl Runner {
         Ok(links)
     }
 
-    /// A written silver.events date is built; its z-order is queued, and
-    /// remembered in the state until done.
     fn record_events_write(&mut self, day: Day, rows: usize) -> Result<()> {
-        self.state.zorder_queued(day);
-        self.record(Model::Events, Some(day), Outcome::Written(rows))?;
-        if let Some((sender, _)) = &self.zorder {
-            let _ = sender.send(day);
-        }
-        Ok(())
+        self.record(Model::Events, Some(day), Outcome::Written(rows))
     }
 
     async fn build_events(
@@ -385,46 +368,6 @@ impl Runner {
             self.record_events_write(d, rows)?;
         }
         Ok(())
-    }
-
-    /// Starts the worker that z-orders silver.events dates as they are
-    /// written, one optimize at a time, off the critical path: the gold
-    /// models read a date as soon as it is committed. Dates whose z-order a
-    /// killed run did not finish are queued first.
-    fn start_zorder(&mut self) {
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Day>();
-        for day in self.state.zorder_pending() {
-            let _ = sender.send(day);
-        }
-        let io = self.io.clone();
-        let worker = tokio::spawn(async move {
-            let mut done = BTreeSet::new();
-            while let Some(day) = receiver.recv().await {
-                // Dates written meanwhile go into the same optimize commit.
-                let mut days = BTreeSet::from([day]);
-                while let Ok(more) = receiver.try_recv() {
-                    days.insert(more);
-                }
-                let started = Instant::now();
-                io.zorder(Model::Events.table(), &days, silver_events::ZORDER_BY)
-                    .await?;
-                tracing::debug!(dates = days.len(), elapsed = ?started.elapsed(), "silver.events z-ordered");
-                done.extend(days);
-            }
-            Ok(done)
-        });
-        self.zorder = Some((sender, worker));
-    }
-
-    /// Waits for the z-order worker and records the dates it finished.
-    async fn finish_zorder(&mut self) -> Result<()> {
-        let Some((sender, worker)) = self.zorder.take() else {
-            return Ok(());
-        };
-        drop(sender);
-        let done = worker.await.map_err(|e| Error::Task(e.to_string()))??;
-        self.state.zordered(&done);
-        self.state.save()
     }
 
     async fn build_dates(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {

@@ -37,9 +37,6 @@ pub struct State {
     /// Per model (`layer.table`), what must be rebuilt.
     #[serde(default)]
     pub dirty: BTreeMap<String, Dirty>,
-    /// silver.events dates written but not yet z-ordered.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub zorder_pending: BTreeSet<NaiveDate>,
 }
 
 pub struct StateFile {
@@ -162,24 +159,6 @@ impl StateFile {
             entry.everything = false;
         }
         self.state.dirty.retain(|_, d| !d.is_empty());
-    }
-
-    pub fn zorder_pending(&self) -> BTreeSet<Day> {
-        self.state
-            .zorder_pending
-            .iter()
-            .map(|d| day_of(*d))
-            .collect()
-    }
-
-    pub fn zorder_queued(&mut self, day: Day) {
-        self.state.zorder_pending.insert(date_of(day));
-    }
-
-    pub fn zordered(&mut self, days: &BTreeSet<Day>) {
-        for day in days {
-            self.state.zorder_pending.remove(&date_of(*day));
-        }
     }
 
     /// Every dirty partition, as `(model, date or None for the whole table)`.

@@ -131,6 +131,69 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord> {
     }
 }
 
+/// The fields of an event record the realtime path needs, borrowed from the
+/// record: decoding them costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    pub event_id: &'a str,
+    pub event_name: &'a str,
+    pub user_id: Option<&'a str>,
+    pub anonymous_id: Option<&'a str>,
+    pub event_ts: i64,
+    pub received_at: i64,
+}
+
+/// Reads an event record without copying; `Ok(None)` for a quarantine
+/// record. Rejects exactly what [`decode`] rejects, except that the JSON
+/// blobs it skips are not checked to be UTF-8.
+pub fn decode_view(bytes: &[u8]) -> Result<Option<EventView<'_>>> {
+    let mut r = Reader { bytes, at: 0 };
+    match r.u8()? {
+        EVENT_V1 => {
+            let flags = r.u8()?;
+            if r.u8()? as usize >= EventType::ALL.len() {
+                return Err(Error::RecordDecode("unknown event type".into()));
+            }
+            let event_id = r.str()?;
+            let event_name = r.str()?;
+            let user_id = if flags & 1 << 2 != 0 {
+                Some(r.str()?)
+            } else {
+                None
+            };
+            let anonymous_id = if flags & 1 << 3 != 0 {
+                Some(r.str()?)
+            } else {
+                None
+            };
+            let event_ts = r.i64()?;
+            if flags & 1 << 4 != 0 {
+                r.i64()?;
+            }
+            let received_at = r.i64()?;
+            r.skip_str()?;
+            for bit in 5..8 {
+                if flags & 1 << bit != 0 {
+                    r.skip_str()?;
+                }
+            }
+            r.finish()?;
+            Ok(Some(EventView {
+                event_id,
+                event_name,
+                user_id,
+                anonymous_id,
+                event_ts,
+                received_at,
+            }))
+        }
+        QUARANTINE_V1 => Ok(None),
+        other => Err(Error::RecordDecode(format!(
+            "unknown record version {other}"
+        ))),
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -147,8 +210,8 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .at
             .checked_add(n)
@@ -167,6 +230,23 @@ impl Reader<'_> {
         let mut buf = [0u8; 8];
         buf.copy_from_slice(self.take(8)?);
         Ok(i64::from_le_bytes(buf))
+    }
+
+    fn len(&mut self) -> Result<usize> {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(len) as usize)
+    }
+
+    fn str(&mut self) -> Result<&'a str> {
+        let len = self.len()?;
+        std::str::from_utf8(self.take(len)?)
+            .map_err(|_| Error::RecordDecode("string is not UTF-8".into()))
+    }
+
+    fn skip_str(&mut self) -> Result<()> {
+        let len = self.len()?;
+        self.take(len).map(|_| ())
     }
 
     fn string(&mut self) -> Result<String> {

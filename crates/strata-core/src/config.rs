@@ -22,6 +22,7 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub log: LogConfig,
     pub loader: LoaderConfig,
+    pub stream: StreamConfig,
 }
 
 impl Default for Config {
@@ -37,6 +38,7 @@ impl Default for Config {
             collector: CollectorConfig::default(),
             log: LogConfig::default(),
             loader: LoaderConfig::default(),
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -154,6 +156,47 @@ impl Default for LoaderConfig {
     }
 }
 
+/// The realtime path (SPEC §5): event-time windows of one minute.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// How long a window keeps taking events after the watermark passed
+    /// its end.
+    #[serde(deserialize_with = "de_duration")]
+    pub allowed_lateness: Duration,
+    /// The watermark trails the newest event time by this much.
+    #[serde(deserialize_with = "de_duration")]
+    pub out_of_orderness: Duration,
+    /// How long an `event_id` is remembered (in received time) to drop
+    /// its retries; at least `allowed_lateness`.
+    #[serde(deserialize_with = "de_duration")]
+    pub dedup_ttl: Duration,
+    /// How often operator state, log positions and the realtime table are
+    /// committed together.
+    #[serde(deserialize_with = "de_duration")]
+    pub checkpoint_interval: Duration,
+    /// A partition with no new records for this long stops holding the
+    /// watermark back.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Bound on windows held open at once; events beyond it are counted as
+    /// dropped by the realtime path (the batch path still has them).
+    pub max_open_windows: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            allowed_lateness: Duration::from_secs(600),
+            out_of_orderness: Duration::from_secs(5),
+            dedup_ttl: Duration::from_secs(3600),
+            checkpoint_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_open_windows: 100_000,
+        }
+    }
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -241,6 +284,16 @@ impl Config {
                 "collector.max_message_bytes must not exceed collector.max_request_bytes".into(),
             ));
         }
+        if self.stream.dedup_ttl < self.stream.allowed_lateness {
+            return Err(Error::ConfigInvalid(
+                "stream.dedup_ttl must be at least stream.allowed_lateness".into(),
+            ));
+        }
+        if self.stream.checkpoint_interval.is_zero() {
+            return Err(Error::ConfigInvalid(
+                "stream.checkpoint_interval must be greater than zero".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -269,5 +322,9 @@ impl Config {
 
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("log")
+    }
+
+    pub fn stream_dir(&self) -> PathBuf {
+        self.data_dir.join("stream")
     }
 }

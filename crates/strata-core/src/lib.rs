@@ -1,7 +1,7 @@
 //! Shared vocabulary of Strata: configuration, the normalised event model that
 //! travels through the log, and the rules that turn Segment messages into it.
 
-mod codec;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -54,6 +54,8 @@ pub enum Role {
     Collector,
     /// The loader from the log into bronze Delta tables.
     Loader,
+    /// The stream processor: realtime.events_minute and /api/realtime.
+    Stream,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,6 +161,25 @@ pub enum BenchCommand {
     Ingest(BenchIngestArgs),
     /// A month of generated traffic through the full silver and gold backfill.
     Batch(BenchBatchArgs),
+    /// The stream processor: throughput per core, dedup state memory, and
+    /// end-to-end freshness through a `strata serve` child.
+    Stream(BenchStreamArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchStreamArgs {
+    /// Generated events the processor drains from a pre-filled log.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: usize,
+    /// Distinct event ids held by the dedup state.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub ids: usize,
+    /// Rates for the freshness runs, events/s (0 = as fast as possible); repeatable.
+    #[arg(long = "rate", default_values_t = [10_000u64, 0])]
+    pub rates: Vec<u64>,
+    /// Seconds of traffic per freshness run.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

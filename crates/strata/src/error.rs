@@ -49,3 +49,9 @@ impl From<strata_batch::Error> for CliError {
         }
     }
 }
+
+impl From<strata_stream::Error> for CliError {
+    fn from(e: strata_stream::Error) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}

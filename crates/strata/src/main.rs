@@ -41,6 +41,9 @@ fn main() {
                 commands::bench::ingest(&cli.global, args).await
             }
             Command::Bench(BenchCommand::Batch(args)) => commands::bench_batch::run(args).await,
+            Command::Bench(BenchCommand::Stream(args)) => {
+                commands::bench_stream::run(&cli.global, args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! Wiring of the roles into one process: the log, the collector's HTTP
-//! server and the bronze loader, with an orderly shutdown (stop accepting,
-//! finish in-flight requests, drain the log into bronze, commit, exit).
+//! server, the bronze loader and the stream processor, with an orderly
+//! shutdown (stop accepting, finish in-flight requests, drain the log into
+//! bronze and the realtime table, commit, exit).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +13,7 @@ use strata_core::config::SourceConfig;
 use strata_lake::Lake;
 use strata_lake::bronze::{BronzeLoader, CONSUMER};
 use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use strata_stream::StreamProcessor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -75,13 +77,20 @@ fn stored_or_new_key(data_dir: &Path) -> Result<String> {
     Ok(key)
 }
 
-pub fn open_log(config: &Config) -> Result<Arc<EmbeddedLog>> {
+/// Opens the log with the consumers that hold back its retention: the
+/// bronze loader always (bronze must see every record), the stream
+/// processor when it runs in this process.
+pub fn open_log(config: &Config, with_stream: bool) -> Result<Arc<EmbeddedLog>> {
+    let mut consumers = vec![CONSUMER.to_string()];
+    if with_stream {
+        consumers.push(strata_stream::CONSUMER.to_string());
+    }
     let log = EmbeddedLog::open(
         config.log_dir(),
         EmbeddedLogConfig {
             partitions: config.log.partitions,
             segment_bytes: config.log.segment_bytes,
-            consumers: vec![CONSUMER.to_string()],
+            consumers,
             ..EmbeddedLogConfig::default()
         },
     )?;
@@ -108,9 +117,22 @@ impl Server {
                 config.data_dir.display()
             ))
         })?;
-        let log = open_log(config)?;
+        let log = open_log(config, has(Role::Stream))?;
         let dyn_log: Arc<dyn Log> = log.clone();
         let (stop, stop_rx) = watch::channel(false);
+
+        // Opened before the HTTP server so `/api/realtime` is served from
+        // the first request.
+        let mut stream = None;
+        let mut realtime = None;
+        if has(Role::Stream) {
+            let lake = Lake::new(config.lake_dir());
+            let processor =
+                StreamProcessor::open(&config.stream, &lake, dyn_log.clone(), config.stream_dir())
+                    .await?;
+            realtime = Some(processor.handle());
+            stream = Some(processor);
+        }
 
         let mut http = None;
         let mut addr = None;
@@ -123,8 +145,11 @@ impl Server {
             addr = listener.local_addr().ok();
             let collector =
                 Collector::new(&config.sources, dyn_log.clone(), config.collector.clone());
-            let app =
+            let mut app =
                 strata_collector::router(collector.clone()).merge(crate::commands::home::router());
+            if let Some(handle) = realtime.clone() {
+                app = app.merge(strata_stream::api::router(handle));
+            }
             let mut http_stop = stop_rx.clone();
             http = Some((
                 collector.clone(),
@@ -154,6 +179,17 @@ impl Server {
             }));
         }
 
+        let (stream_stop, stream_stop_rx) = watch::channel(false);
+        let stream = stream.map(|processor| {
+            tokio::spawn(async move {
+                let result = processor.run(stream_stop_rx).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "stream processor stopped; realtime figures will fall behind");
+                }
+                result
+            })
+        });
+
         let mut stop_rx = stop_rx;
         let task = tokio::spawn(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -166,12 +202,20 @@ impl Server {
             }
             // Only now is no request left that could append to the log.
             let _ = loader_stop.send(true);
+            let _ = stream_stop.send(true);
             let mut result = Ok(());
             if let Some(loader) = loader {
                 result = match loader.await {
                     Ok(r) => r.map_err(CliError::from),
                     Err(e) => Err(CliError::Runtime(format!("bronze loader panicked: {e}"))),
                 };
+            }
+            if let Some(stream) = stream {
+                let stream_result = match stream.await {
+                    Ok(r) => r.map_err(CliError::from),
+                    Err(e) => Err(CliError::Runtime(format!("stream processor panicked: {e}"))),
+                };
+                result = result.and(stream_result);
             }
             log.close();
             result

@@ -24,10 +24,10 @@ use crate::error::Result;
 use crate::io::{LakeIo, column, concat, date_lit, on_date, timestamp_lit};
 use crate::tables::SILVER_EVENTS;
 
-/// The columns the gold models filter silver.events by, within a date:
-/// funnels and experiments select event names, sessions and dim_users read
-/// one person's rows together.
-pub const ZORDER_BY: &[&str] = &["event_name", "person_id"];
+/// The order rows are written in within a date (docs/tables.md): funnels
+/// and experiments select event names, sessions and dim_users read one
+/// person's rows together.
+pub const CLUSTER_BY: &[&str] = &["event_name", "person_id", "event_ts"];
 
 pub const SESSION_GAP_MICROS: i64 = 30 * 60 * 1_000_000;
 
@@ -212,6 +212,21 @@ fn assemble(
                 .insert(person[row].clone(), (t, sessions[k].clone()));
         }
     }
+
+    // Written clustered by CLUSTER_BY: a stable sort by name keeps the
+    // person and time order within each name.
+    let names = column::strings(&bronze, "event_name")?;
+    let mut by_name: Vec<usize> = (0..order.len()).collect();
+    by_name.sort_by(|&a, &b| {
+        names
+            .value(order[a] as usize)
+            .cmp(names.value(order[b] as usize))
+    });
+    let order: Vec<u32> = by_name.iter().map(|&k| order[k]).collect();
+    let sessions: Vec<String> = by_name
+        .iter()
+        .map(|&k| std::mem::take(&mut sessions[k]))
+        .collect();
 
     let take = UInt32Array::from(order.clone());
     let taken = take_record_batch(&bronze, &take)?;

@@ -16,7 +16,7 @@ use strata_lake::bronze::loaded_records;
 use crate::cli::{BenchIngestArgs, GlobalArgs};
 use crate::error::{CliError, Result};
 
-const WRITE_KEY: &str = "wk_bench";
+pub(crate) const WRITE_KEY: &str = "wk_bench";
 
 pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
@@ -162,7 +162,7 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(CliError::runtime)?;
     Ok(listener.local_addr().map_err(CliError::runtime)?.port())
 }
@@ -186,7 +186,7 @@ fn request_bodies(batch_size: usize) -> Vec<Bytes> {
         .collect()
 }
 
-async fn wait_ready(base: &str) -> Result<()> {
+pub(crate) async fn wait_ready(base: &str) -> Result<()> {
     let url = format!("{base}/ready");
     for _ in 0..300 {
         if let Ok(r) = reqwest::get(&url).await
@@ -201,14 +201,18 @@ async fn wait_ready(base: &str) -> Result<()> {
     ))
 }
 
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: Child,
 }
 
 impl ChildServer {
     /// The server under test, with the user's config file if one was given
     /// (it must not define `[[sources]]`: the benchmark posts with its own key).
-    fn spawn(dir: &std::path::Path, port: u16, config: Option<&std::path::Path>) -> Result<Self> {
+    pub(crate) fn spawn(
+        dir: &std::path::Path,
+        port: u16,
+        config: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let exe = std::env::current_exe().map_err(CliError::runtime)?;
         let mut command = Command::new(exe);
         if let Some(config) = config {
@@ -227,11 +231,11 @@ impl ChildServer {
         Ok(Self { child })
     }
 
-    fn peak_rss_mib(&self) -> f64 {
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
         peak_rss_mib(self.child.id())
     }
 
-    fn terminate(&mut self) -> Result<()> {
+    pub(crate) fn terminate(&mut self) -> Result<()> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -51,7 +51,7 @@ fn normalize_chunk(chunk: Vec<(chrono::DateTime<Utc>, String)>) -> Vec<BronzeEve
 }
 
 /// Normalises on two threads; the generator itself is single-threaded.
-fn normalize_parallel(chunk: Vec<(chrono::DateTime<Utc>, String)>) -> Vec<BronzeEvent> {
+pub(crate) fn normalize_parallel(chunk: Vec<(chrono::DateTime<Utc>, String)>) -> Vec<BronzeEvent> {
     let mut chunk = chunk;
     let second = chunk.split_off(chunk.len() / 2);
     std::thread::scope(|s| {

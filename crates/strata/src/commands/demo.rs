@@ -26,6 +26,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     let url = format!("http://{addr}");
     println!("Strata demo is running.");
     println!("  dashboard:  {url}/");
+    println!("  realtime:   {url}/api/realtime?minutes=15");
     println!(
         "  write key:  {write_key} (source `{}`)",
         config.sources[0].name

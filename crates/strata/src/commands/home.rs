@@ -17,6 +17,7 @@ code{background:#f0f4f8;padding:.1rem .3rem;border-radius:3px}</style></head>
 <code>/v1/batch</code> and the other <code>/v1/*</code> endpoints.</p>
 <ul>
 <li><a href="/health">/health</a> and <a href="/ready">/ready</a></li>
+<li><a href="/api/realtime?minutes=15">/api/realtime</a>: events and active users per minute, seconds behind</li>
 <li><a href="/metrics">/metrics</a> (Prometheus)</li>
 </ul>
 <p>Query the tables with <code>strata sql "select count(*) from bronze.events"</code>.</p>

@@ -43,6 +43,32 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
             format_batches(&reasons, OutputFormat::Table)?
         );
     }
+    if engine
+        .tables()
+        .iter()
+        .any(|t| t == "realtime.events_minute")
+    {
+        let realtime = engine
+            .query(
+                "select max(minute) as newest_minute, sum(events) as events                  from realtime.events_minute",
+            )
+            .await?;
+        println!(
+            "\nrealtime.events_minute\n{}",
+            format_batches(&realtime, OutputFormat::Table)?
+        );
+    }
+    let checkpoints = strata_stream::checkpoint::CheckpointDir::at(config.stream_dir()).load();
+    match checkpoints {
+        Ok(Some(manifest)) => println!(
+            "stream processor: checkpoint {} at {}, log positions {:?}",
+            manifest.epoch,
+            strata_stream::view::format_micros(manifest.written_at, chrono::SecondsFormat::Secs),
+            manifest.positions
+        ),
+        Ok(None) => println!("stream processor: no checkpoint yet"),
+        Err(e) => println!("stream processor: {e}"),
+    }
     let state = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir))?;
     let dirty = state.all_dirty();
     if dirty.is_empty() {

@@ -6,3 +6,4 @@ mod cli;
 mod crash;
 mod e2e;
 mod process;
+mod realtime;

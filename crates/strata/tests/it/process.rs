@@ -37,9 +37,15 @@ pub struct Served {
 
 impl Served {
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// `strata serve` with extra arguments (e.g. `--config F`).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let child = strata()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .env("STRATA_WRITE_KEY", KEY)

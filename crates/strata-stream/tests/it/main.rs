@@ -1,0 +1,4 @@
+mod dedup;
+mod harness;
+mod lateness;
+mod restart;
