@@ -110,21 +110,23 @@ impl StreamProcessor {
         Ok(processor)
     }
 
+    /// The pipeline's operators in the order events pass them.
+    fn operators(&mut self) -> [&mut dyn Operator; 4] {
+        [
+            &mut self.parse,
+            &mut self.dedup,
+            &mut self.windows,
+            &mut self.sink,
+        ]
+    }
+
     fn restore(&mut self, manifest: &Manifest) -> Result<()> {
-        let Self {
-            parse,
-            dedup,
-            windows,
-            sink,
-            dir,
-            ..
-        } = self;
-        let ops: [&mut dyn Operator; 4] = [parse, dedup, windows, sink];
-        for op in ops {
+        let dir = self.dir.clone();
+        for op in self.operators() {
             let state = manifest.operators.get(op.name()).ok_or_else(|| {
                 Error::checkpoint(dir.root(), format!("no state for operator {}", op.name()))
             })?;
-            op.restore(state, dir)?;
+            op.restore(state, &dir)?;
         }
         self.epoch = manifest.epoch;
         self.source = LogSource::new(self.log.clone(), manifest.positions.clone());
@@ -160,15 +162,7 @@ impl StreamProcessor {
                 records: &records,
                 events: Vec::new(),
             };
-            let Self {
-                parse,
-                dedup,
-                windows,
-                sink,
-                ..
-            } = self;
-            let ops: [&mut dyn Operator; 4] = [parse, dedup, windows, sink];
-            for op in ops {
+            for op in self.operators() {
                 op.process(&mut batch, &mut ctx)?;
             }
             events = batch.events.len();
@@ -195,15 +189,7 @@ impl StreamProcessor {
     }
 
     fn on_watermark(&mut self, ctx: &mut Context) -> Result<()> {
-        let Self {
-            parse,
-            dedup,
-            windows,
-            sink,
-            ..
-        } = self;
-        let ops: [&mut dyn Operator; 4] = [parse, dedup, windows, sink];
-        for op in ops {
+        for op in self.operators() {
             op.on_watermark(ctx)?;
         }
         if let Some(wm) = ctx.watermark {
@@ -229,21 +215,11 @@ impl StreamProcessor {
         };
         let mut operators = BTreeMap::new();
         let mut files = Vec::new();
-        {
-            let Self {
-                parse,
-                dedup,
-                windows,
-                sink,
-                dir,
-                ..
-            } = self;
-            let ops: [&mut dyn Operator; 4] = [parse, dedup, windows, sink];
-            for op in ops {
-                let state = op.snapshot(&mut ctx, &barrier, dir).await?;
-                operators.insert(op.name().to_string(), state);
-                files.extend(op.files());
-            }
+        let dir = self.dir.clone();
+        for op in self.operators() {
+            let state = op.snapshot(&mut ctx, &barrier, &dir).await?;
+            operators.insert(op.name().to_string(), state);
+            files.extend(op.files());
         }
         let manifest = Manifest {
             version: 1,
@@ -253,25 +229,14 @@ impl StreamProcessor {
             operators,
             files,
         };
-        let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || dir.commit(&manifest))
             .await
             .map_err(|e| {
                 Error::checkpoint(self.dir.root(), format!("commit task failed: {e}"))
             })??;
         self.epoch = barrier.epoch;
-        {
-            let Self {
-                parse,
-                dedup,
-                windows,
-                sink,
-                ..
-            } = self;
-            let ops: [&mut dyn Operator; 4] = [parse, dedup, windows, sink];
-            for op in ops {
-                op.committed(&barrier);
-            }
+        for op in self.operators() {
+            op.committed(&barrier);
         }
         for (partition, position) in barrier.positions.iter().enumerate() {
             if let Err(e) = self

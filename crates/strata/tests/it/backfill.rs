@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::process::{KEY, Served, run, strata};
+use crate::process::{Served, run, send_generated, strata};
 
 const TABLES: [(&str, Option<&str>); 10] = [
     ("silver.events", Some("event_date")),
@@ -56,23 +56,7 @@ fn snapshot(dir: &Path) -> Snapshot {
 
 fn send_traffic(dir: &Path, seed: &str) {
     let served = Served::start(dir);
-    let out = strata()
-        .args(["generate", "--days", "3", "--users", "120", "--seed", seed])
-        .args([
-            "--start",
-            "2026-03-01",
-            "--target",
-            &served.base,
-            "--write-key",
-            KEY,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_generated(&served.base, "3", "120", seed);
     assert!(served.terminate().success());
 }
 

@@ -113,3 +113,24 @@ pub fn count(data_dir: &Path, sql: &str) -> i64 {
     let row = rows[0].as_object().unwrap();
     row.values().next().unwrap().as_i64().unwrap()
 }
+
+/// `strata generate` of the shop from 2026-03-01, posted to a running server.
+pub fn send_generated(base: &str, days: &str, users: &str, seed: &str) {
+    let out = strata()
+        .args(["generate", "--days", days, "--users", users, "--seed", seed])
+        .args([
+            "--start",
+            "2026-03-01",
+            "--target",
+            base,
+            "--write-key",
+            KEY,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::{KEY, Served, run, strata};
+use crate::process::{KEY, Served, run, send_generated, strata};
 
 fn get(url: &str) -> (u16, Value) {
     let out = std::process::Command::new("curl")
@@ -134,31 +134,11 @@ fn minutes(dir: &Path, sql: &str) -> Minutes {
 const REALTIME: &str = "select cast(minute as bigint), event_name, events, users \
                         from realtime.events_minute";
 
-fn generate(served: &Served, seed: &str) {
-    let out = strata()
-        .args(["generate", "--days", "2", "--users", "150", "--seed", seed])
-        .args([
-            "--start",
-            "2026-03-01",
-            "--target",
-            &served.base,
-            "--write-key",
-            KEY,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn closed_minutes_match_the_batch_path() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path());
-    generate(&served, "11");
+    send_generated(&served.base, "2", "150", "11");
     // Everything the log holds has passed the stream processor.
     wait_for(&served.base, "the stream to catch up", |r| {
         r["lag_records"] == 0 && r["events_counted"].as_u64() > Some(0)
