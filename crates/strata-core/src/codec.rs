@@ -156,16 +156,8 @@ pub fn decode_view(bytes: &[u8]) -> Result<Option<EventView<'_>>> {
             }
             let event_id = r.str()?;
             let event_name = r.str()?;
-            let user_id = if flags & 1 << 2 != 0 {
-                Some(r.str()?)
-            } else {
-                None
-            };
-            let anonymous_id = if flags & 1 << 3 != 0 {
-                Some(r.str()?)
-            } else {
-                None
-            };
+            let user_id = r.opt_str(flags & 1 << 2 != 0)?;
+            let anonymous_id = r.opt_str(flags & 1 << 3 != 0)?;
             let event_ts = r.i64()?;
             if flags & 1 << 4 != 0 {
                 r.i64()?;
@@ -249,20 +241,20 @@ impl<'a> Reader<'a> {
         self.take(len).map(|_| ())
     }
 
-    fn string(&mut self) -> Result<String> {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(self.take(4)?);
-        let bytes = self.take(u32::from_le_bytes(len) as usize)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| Error::RecordDecode("string is not UTF-8".into()))
-    }
-
-    fn opt_string(&mut self, present: bool) -> Result<Option<String>> {
+    fn opt_str(&mut self, present: bool) -> Result<Option<&'a str>> {
         if present {
-            self.string().map(Some)
+            self.str().map(Some)
         } else {
             Ok(None)
         }
+    }
+
+    fn string(&mut self) -> Result<String> {
+        self.str().map(str::to_owned)
+    }
+
+    fn opt_string(&mut self, present: bool) -> Result<Option<String>> {
+        Ok(self.opt_str(present)?.map(str::to_owned))
     }
 
     fn finish(&self) -> Result<()> {

@@ -15,8 +15,6 @@ pub const MINUTE_MICROS: i64 = 60_000_000;
 /// One event as it flows through the operators, borrowed from its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event<'a> {
-    pub partition: u32,
-    pub offset: u64,
     /// `event_id` as 128 bits (see [`crate::operators::dedup::id_key`]).
     pub id: u128,
     pub name: &'a str,

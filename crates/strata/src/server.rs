@@ -164,30 +164,22 @@ impl Server {
             ));
         }
 
+        // The log's consumers drain and stop together, after the HTTP server.
+        let (drain, drain_rx) = watch::channel(false);
         let mut loader = None;
-        let (loader_stop, loader_stop_rx) = watch::channel(false);
         if has(Role::Loader) {
             let lake = Lake::new(config.lake_dir());
             let bronze = BronzeLoader::open(&lake, dyn_log.clone(), config.loader.clone()).await?;
-            loader = Some(tokio::spawn(async move {
-                let result = bronze.run(loader_stop_rx).await;
-                // Said at once, not only at shutdown: ingest goes on without it.
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "bronze loader stopped; bronze tables will fall behind");
-                }
-                result
-            }));
+            loader = Some(spawn_consumer(
+                "bronze loader stopped; bronze tables will fall behind",
+                bronze.run(drain_rx.clone()),
+            ));
         }
-
-        let (stream_stop, stream_stop_rx) = watch::channel(false);
         let stream = stream.map(|processor| {
-            tokio::spawn(async move {
-                let result = processor.run(stream_stop_rx).await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "stream processor stopped; realtime figures will fall behind");
-                }
-                result
-            })
+            spawn_consumer(
+                "stream processor stopped; realtime figures will fall behind",
+                processor.run(drain_rx),
+            )
         });
 
         let mut stop_rx = stop_rx;
@@ -201,22 +193,9 @@ impl Server {
                 }
             }
             // Only now is no request left that could append to the log.
-            let _ = loader_stop.send(true);
-            let _ = stream_stop.send(true);
-            let mut result = Ok(());
-            if let Some(loader) = loader {
-                result = match loader.await {
-                    Ok(r) => r.map_err(CliError::from),
-                    Err(e) => Err(CliError::Runtime(format!("bronze loader panicked: {e}"))),
-                };
-            }
-            if let Some(stream) = stream {
-                let stream_result = match stream.await {
-                    Ok(r) => r.map_err(CliError::from),
-                    Err(e) => Err(CliError::Runtime(format!("stream processor panicked: {e}"))),
-                };
-                result = result.and(stream_result);
-            }
+            let _ = drain.send(true);
+            let result = join_consumer("bronze loader", loader).await;
+            let result = result.and(join_consumer("stream processor", stream).await);
             log.close();
             result
         });
@@ -245,6 +224,34 @@ impl Server {
         tracing::info!("shutting down: draining requests and committing bronze");
         self.stop();
         self.wait().await
+    }
+}
+
+/// Runs one of the log's consumers. A failure is said at once, not only at
+/// shutdown: ingest goes on without it.
+fn spawn_consumer<E>(
+    failed: &'static str,
+    run: impl Future<Output = std::result::Result<(), E>> + Send + 'static,
+) -> JoinHandle<Result<()>>
+where
+    E: std::fmt::Display + Send + 'static,
+    CliError: From<E>,
+{
+    tokio::spawn(async move {
+        let result = run.await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "{failed}");
+        }
+        result.map_err(CliError::from)
+    })
+}
+
+async fn join_consumer(role: &str, task: Option<JoinHandle<Result<()>>>) -> Result<()> {
+    match task {
+        None => Ok(()),
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Err(CliError::Runtime(format!("{role} panicked: {e}")))),
     }
 }
 

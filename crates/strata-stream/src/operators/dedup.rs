@@ -37,6 +37,12 @@ pub fn id_key(id: &str) -> u128 {
 
 type Key = (u64, u64);
 
+/// An id first received at `first_seen` is forgotten once the clock is more
+/// than `ttl` seconds past it.
+fn expired(clock: u32, ttl: u32, first_seen: u32) -> bool {
+    clock.saturating_sub(first_seen) > ttl
+}
+
 fn split(id: u128) -> Key {
     ((id >> 64) as u64, id as u64)
 }
@@ -91,10 +97,6 @@ impl Dedup {
         self.seen.is_empty()
     }
 
-    fn expired(&self, first_seen: u32) -> bool {
-        self.state.clock.saturating_sub(first_seen) > self.ttl
-    }
-
     /// Keeps the first copy of an id; `false` for a retry within the TTL.
     pub fn admit(&mut self, id: u128, received_secs: u32) -> bool {
         self.state.clock = self.state.clock.max(received_secs);
@@ -102,7 +104,7 @@ impl Dedup {
         let ttl = self.ttl;
         match self.seen.entry(split(id)) {
             Entry::Occupied(mut e) => {
-                if clock.saturating_sub(*e.get()) > ttl {
+                if expired(clock, ttl, *e.get()) {
                     // Outside the TTL it counts again (the batch path's
                     // dedup is exact; this one is bounded).
                     e.insert(received_secs);
@@ -126,8 +128,7 @@ impl Dedup {
             return;
         }
         let (clock, ttl) = (self.state.clock, self.ttl);
-        self.seen
-            .retain(|_, first| clock.saturating_sub(*first) <= ttl);
+        self.seen.retain(|_, first| !expired(clock, ttl, *first));
         self.next_sweep = clock.saturating_add((ttl / 60).max(10));
     }
 
@@ -175,7 +176,7 @@ impl Dedup {
         for r in records.chunks_exact(RECORD_BYTES) {
             let id = u128::from_le_bytes(r[..16].try_into().expect("16 bytes"));
             let secs = u32::from_le_bytes(r[16..].try_into().expect("4 bytes"));
-            if self.expired(secs) {
+            if expired(self.state.clock, self.ttl, secs) {
                 continue;
             }
             let slot = self.seen.entry(split(id)).or_insert(secs);
@@ -217,9 +218,7 @@ impl Operator for Dedup {
             self.sweep();
             let listed: u64 = self.state.files.iter().map(|f| f.entries).sum();
             let (clock, ttl) = (self.state.clock, self.ttl);
-            self.state
-                .files
-                .retain(|f| clock.saturating_sub(f.newest) <= ttl);
+            self.state.files.retain(|f| !expired(clock, ttl, f.newest));
             if self.state.files.len() >= MAX_FILES
                 || listed > 2 * self.seen.len() as u64 + 1_000_000
             {

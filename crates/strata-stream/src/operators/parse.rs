@@ -98,8 +98,6 @@ impl Operator for Parse {
                 self.last_record_at[p] = ctx.now;
             }
             batch.events.push(Event {
-                partition: record.partition,
-                offset: record.offset,
                 id: id_key(view.event_id),
                 name: view.event_name,
                 person: view.anonymous_id.or(view.user_id).unwrap_or(""),

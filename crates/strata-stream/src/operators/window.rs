@@ -33,6 +33,12 @@ fn new_sketch(lg_k: u8) -> HllSketch {
     HllSketch::new(lg_k, HllType::Hll8).expect("lg_k within 4..=21")
 }
 
+/// The watermark is past `end` plus the allowed lateness: nothing more
+/// can arrive for what ends there.
+fn passed(watermark: Option<i64>, lateness: i64, end: i64) -> bool {
+    watermark.is_some_and(|wm| wm > end + lateness)
+}
+
 fn estimate(sketch: &HllSketch) -> u64 {
     sketch.estimate().round().max(0.0) as u64
 }
@@ -104,9 +110,11 @@ impl WindowState {
     }
 
     fn is_closed(&self, minute: i64) -> bool {
-        self.counters
-            .watermark
-            .is_some_and(|wm| wm > minute + MINUTE_MICROS + self.lateness)
+        passed(
+            self.counters.watermark,
+            self.lateness,
+            minute + MINUTE_MICROS,
+        )
     }
 
     /// Rows for minutes in `[from, to]`, open and closed, by minute and name.
@@ -189,35 +197,21 @@ impl WindowState {
         let pending = self.changed_from.unwrap_or(i64::MAX);
         let keep_closed = (now - KEEP_CLOSED).min(pending);
         self.closed = self.closed.split_off(&keep_closed);
+        // Sketches for "active in the last N minutes" and "today" go once
+        // they are out of that reach and can no longer change.
+        let (wm, lateness) = (self.counters.watermark, self.lateness);
         let horizon = now - KEEP_MINUTE_USERS;
-        let closed_minutes: Vec<i64> = self
-            .minute_users
-            .range(..horizon)
-            .map(|(m, _)| *m)
-            .filter(|m| self.is_closed(*m))
-            .collect();
-        for m in closed_minutes {
-            self.minute_users.remove(&m);
-        }
+        self.minute_users
+            .retain(|m, _| *m >= horizon || !passed(wm, lateness, m + MINUTE_MICROS));
         let yesterday = now.div_euclid(DAY_MICROS) * DAY_MICROS - DAY_MICROS;
-        let old_days: Vec<i64> = self
-            .day_users
-            .range(..yesterday)
-            .map(|(d, _)| *d)
-            .filter(|d| {
-                self.counters
-                    .watermark
-                    .is_some_and(|wm| wm > d + DAY_MICROS + self.lateness)
-            })
-            .collect();
-        for d in old_days {
-            self.day_users.remove(&d);
-        }
+        self.day_users
+            .retain(|d, _| *d >= yesterday || !passed(wm, lateness, d + DAY_MICROS));
     }
 
     fn emit(&self) -> Option<Emitted> {
         let from = self.changed_from?;
-        let mut rows: Vec<MinuteRow> = self
+        // `series` already orders the rows by minute and name.
+        let rows = self
             .series(from, i64::MAX)
             .into_iter()
             .map(|r| MinuteRow {
@@ -227,7 +221,6 @@ impl WindowState {
                 users: r.users,
             })
             .collect();
-        rows.sort_by(|a, b| (a.minute, &a.event_name).cmp(&(b.minute, &b.event_name)));
         Some(Emitted { from, rows })
     }
 

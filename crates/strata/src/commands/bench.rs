@@ -249,10 +249,15 @@ impl ChildServer {
 
 /// A process's peak resident set (`VmHWM`), in MiB; 0 once it has exited.
 pub fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    memory_mib(&pid.to_string(), "VmHWM:")
+}
+
+/// One `kB` field of `/proc/<process>/status` (e.g. `VmRSS:`), in MiB.
+pub(crate) fn memory_mib(process: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -50,7 +50,8 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
     {
         let realtime = engine
             .query(
-                "select max(minute) as newest_minute, sum(events) as events                  from realtime.events_minute",
+                "select max(minute) as newest_minute, sum(events) as events \
+                 from realtime.events_minute",
             )
             .await?;
         println!(
