@@ -21,7 +21,9 @@ pub enum Model {
     FunnelDaily,
     DailyActiveUsers,
     Retention,
+    Identifies,
     DimUsers,
+    ExperimentEvents,
     ExperimentResults,
 }
 
@@ -65,7 +67,7 @@ use Reach as R;
 use Upstream::{Bronze, Model as Of};
 
 impl Model {
-    pub const ALL: [Model; 10] = [
+    pub const ALL: [Model; 12] = [
         M::Identity,
         M::Events,
         M::ActiveDays,
@@ -74,7 +76,9 @@ impl Model {
         M::FunnelDaily,
         M::DailyActiveUsers,
         M::Retention,
+        M::Identifies,
         M::DimUsers,
+        M::ExperimentEvents,
         M::ExperimentResults,
     ];
 
@@ -88,6 +92,8 @@ impl Model {
             M::FunnelDaily => &GOLD_FUNNEL_DAILY,
             M::DailyActiveUsers => &GOLD_DAILY_ACTIVE_USERS,
             M::Retention => &GOLD_RETENTION,
+            M::Identifies => &SILVER_IDENTIFIES,
+            M::ExperimentEvents => &SILVER_EXPERIMENT_EVENTS,
             M::DimUsers => &GOLD_DIM_USERS,
             M::ExperimentResults => &GOLD_EXPERIMENT_RESULTS,
         }
@@ -100,6 +106,20 @@ impl Model {
     /// Partitioned by a date; otherwise the whole table is one unit.
     pub fn is_daily(self) -> bool {
         !self.table().partition_by.is_empty()
+    }
+
+    /// A daily model whose partition reads a bounded span of silver dates
+    /// (not the whole history), built date by date.
+    pub fn reads_one_date(self) -> bool {
+        matches!(
+            self,
+            M::ActiveDays
+                | M::HourlyEvents
+                | M::Sessions
+                | M::FunnelDaily
+                | M::Identifies
+                | M::ExperimentEvents
+        )
     }
 
     pub fn inputs(self) -> &'static [Input] {
@@ -190,19 +210,37 @@ impl Model {
                     )]
                 }
             }
-            M::DimUsers => {
+            M::Identifies => {
                 const {
                     &[input(
                         Of(M::Events),
+                        R::SameDate,
+                        "identify events of the date",
+                    )]
+                }
+            }
+            M::DimUsers => {
+                const {
+                    &[input(
+                        Of(M::Identifies),
                         R::Everything,
                         "identify traits of all time, in order",
+                    )]
+                }
+            }
+            M::ExperimentEvents => {
+                const {
+                    &[input(
+                        Of(M::Events),
+                        R::SameDate,
+                        "exposures and conversions of the date",
                     )]
                 }
             }
             M::ExperimentResults => {
                 const {
                     &[input(
-                        Of(M::Events),
+                        Of(M::ExperimentEvents),
                         R::Everything,
                         "exposures and conversions of all time",
                     )]
@@ -307,7 +345,11 @@ mod tests {
         assert_eq!(d[&Model::ActiveDays], Affected::Dates([10].into()));
         assert_eq!(d[&Model::Sessions], Affected::Dates([9, 10].into()));
         assert_eq!(d[&Model::FunnelDaily], Affected::Dates([9, 10].into()));
-        assert_eq!(d[&Model::DimUsers], Affected::Everything);
+        assert_eq!(d[&Model::Identifies], Affected::Dates([10].into()));
+        assert_eq!(d[&Model::ExperimentEvents], Affected::Dates([10].into()));
+        assert!(!d.contains_key(&Model::DimUsers));
+        let i = downstream(Model::Identifies, Some(10), 1);
+        assert_eq!(i[&Model::DimUsers], Affected::Everything);
         assert!(!d.contains_key(&Model::Events));
         let a = downstream(Model::ActiveDays, Some(10), 1);
         assert_eq!(a[&Model::DailyActiveUsers], Affected::Everything);

@@ -30,6 +30,19 @@ pub struct BatchConfig {
     pub experiments: ExperimentsConfig,
 }
 
+impl BatchConfig {
+    /// The part of the configuration a model's rows depend on: when it
+    /// changes, every partition the model built before is stale.
+    fn fingerprint(&self, model: Model) -> Option<String> {
+        match model {
+            Model::FunnelDaily => Some(format!("{:?}", self.funnels)),
+            Model::ExperimentEvents => Some(self.experiments.conversion_event.clone()),
+            Model::ExperimentResults => Some(format!("{:?}", self.experiments.conversion_window)),
+            _ => None,
+        }
+    }
+}
+
 /// Told about progress as partitions complete.
 pub trait Progress: Send + Sync {
     /// `n` more partitions are planned.
@@ -174,6 +187,7 @@ impl Runner {
         let started = Instant::now();
         self.summary = Summary::default();
         self.activity = None;
+        self.note_config_changes()?;
         // silver.events needs bronze's index; it also tells which event dates
         // received rows since the last run.
         let mut index = None;
@@ -207,9 +221,15 @@ impl Runner {
         for model in topological() {
             let mut days = plan.dates.get(&model).cloned().unwrap_or_default();
             let mut whole = plan.whole.contains(&model);
+            let mut all_dates = false;
             if plan.dirty {
                 let dirty = self.state.dirty(model);
-                let extra: BTreeSet<Day> = self.state.dirty_days(model);
+                let mut extra: BTreeSet<Day> = self.state.dirty_days(model);
+                all_dates = dirty.everything && model.reads_one_date();
+                if all_dates {
+                    extra.extend(self.io.partitions(Model::Events.table()).await?);
+                    extra.extend(self.io.partitions(model.table()).await?);
+                }
                 self.progress
                     .planned(extra.difference(&days).count() as u64);
                 days.extend(extra);
@@ -236,8 +256,12 @@ impl Runner {
                     };
                     self.build_events(index, links, days, plan.dirty).await?;
                 }
-                Model::ActiveDays | Model::HourlyEvents | Model::Sessions | Model::FunnelDaily => {
+                _ if model.reads_one_date() => {
                     self.build_dates(model, days).await?;
+                    if all_dates {
+                        self.state.clear_everything(model);
+                        self.state.save()?;
+                    }
                 }
                 Model::DailyActiveUsers | Model::Retention => {
                     self.build_from_activity(model, days).await?;
@@ -245,12 +269,38 @@ impl Runner {
                 Model::DimUsers | Model::ExperimentResults => {
                     self.build_whole(model).await?;
                 }
+                other => unreachable!("{other:?} has no builder"),
             }
             self.summary.models.entry(model.name()).or_default().elapsed += model_started.elapsed();
         }
         self.summary.elapsed = started.elapsed();
         self.summary.still_dirty = self.state.all_dirty().len();
         Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// Marks every partition of a model dirty when the configuration it
+    /// was built with has changed since.
+    fn note_config_changes(&mut self) -> Result<()> {
+        let mut save = false;
+        for model in Model::ALL {
+            let Some(now) = self.config.fingerprint(model) else {
+                continue;
+            };
+            let before = self
+                .state
+                .state
+                .built_with
+                .insert(model.name(), now.clone());
+            if before.as_ref().is_some_and(|b| *b != now) {
+                tracing::info!(model = %model.name(), "configuration changed: every partition is dirty");
+                self.state.mark(model, &crate::model::Affected::Everything);
+            }
+            save |= before.as_ref() != Some(&now);
+        }
+        if save {
+            self.state.save()?;
+        }
+        Ok(())
     }
 
     fn record(&mut self, model: Model, partition: Option<Day>, outcome: Outcome) -> Result<()> {
@@ -395,6 +445,12 @@ impl Runner {
                         vec![funnels::build(&io, &config.funnels, day).await?]
                     }
                     Model::FunnelDaily => Vec::new(),
+                    Model::Identifies => {
+                        sql_models::run(&io, sql_models::IDENTIFIES_SQL, day).await?
+                    }
+                    Model::ExperimentEvents => {
+                        vec![experiments::extract(&io, &config.experiments, day).await?]
+                    }
                     other => unreachable!("{other:?} is not a one-date model"),
                 };
                 let outcome = replace_if_changed(&io, model, Some(day), batches).await?;

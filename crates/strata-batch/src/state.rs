@@ -37,6 +37,10 @@ pub struct State {
     /// Per model (`layer.table`), what must be rebuilt.
     #[serde(default)]
     pub dirty: BTreeMap<String, Dirty>,
+    /// Per model, the configuration its partitions were built with (for the
+    /// models whose rows depend on it).
+    #[serde(default)]
+    pub built_with: BTreeMap<String, String>,
 }
 
 pub struct StateFile {

@@ -58,6 +58,36 @@ pub const SILVER_ACTIVE_DAYS: TableDef = TableDef {
     description: "Persons with at least one track, page or screen event on a date.",
 };
 
+pub const SILVER_IDENTIFIES: TableDef = TableDef {
+    layer: "silver",
+    name: "identifies",
+    columns: &[
+        col("user_id", T::String, false),
+        col("event_ts", T::Timestamp, false),
+        col("event_id", T::String, false),
+        col("traits", T::String, true),
+        col("event_date", T::Date, false),
+    ],
+    partition_by: &["event_date"],
+    description: "Identify events that carry a user id: the input of gold.dim_users.",
+};
+
+pub const SILVER_EXPERIMENT_EVENTS: TableDef = TableDef {
+    layer: "silver",
+    name: "experiment_events",
+    columns: &[
+        col("kind", T::String, false),
+        col("experiment_id", T::String, true),
+        col("variant", T::String, true),
+        col("person_id", T::String, false),
+        col("event_ts", T::Timestamp, false),
+        col("event_id", T::String, false),
+        col("event_date", T::Date, false),
+    ],
+    partition_by: &["event_date"],
+    description: "Experiment exposures (parsed) and conversion events: the input of gold.experiment_results.",
+};
+
 pub const GOLD_DIM_USERS: TableDef = TableDef {
     layer: "gold",
     name: "dim_users",

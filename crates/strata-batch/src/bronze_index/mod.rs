@@ -105,15 +105,9 @@ impl BronzeIndex {
         self.tally.links()
     }
 
+    /// Loads the saved index, except the winners: a run that finds no new
+    /// bronze rows never needs them, and they are most of the index.
     fn load(&mut self, meta: Meta) -> Result<()> {
-        for name in meta.base.iter() {
-            self.winners.load_base(&self.store.read(name)?)?;
-        }
-        for name in &meta.deltas {
-            for batch in self.store.read(name)? {
-                self.winners.load_delta(&batch)?;
-            }
-        }
         for name in meta.losers.iter() {
             for batch in self.store.read(name)? {
                 let partitions = column::ints(&batch, "log_partition")?;
@@ -132,6 +126,21 @@ impl BronzeIndex {
         self.saved = Some(meta);
         self.incremental = true;
         self.dirty = false;
+        Ok(())
+    }
+
+    fn load_winners(&mut self) -> Result<()> {
+        let Some(meta) = &self.saved else {
+            return Ok(());
+        };
+        for name in meta.base.iter() {
+            self.winners.load_base(&self.store.read(name)?)?;
+        }
+        for name in &meta.deltas {
+            for batch in self.store.read(name)? {
+                self.winners.load_delta(&batch)?;
+            }
+        }
         Ok(())
     }
 
@@ -173,6 +182,7 @@ impl BronzeIndex {
         if copies.is_empty() {
             return Ok(());
         }
+        self.load_winners()?;
         self.dirty = true;
         let displaced = self.merge(copies);
         if displaced {

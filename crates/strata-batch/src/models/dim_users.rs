@@ -1,5 +1,6 @@
 //! `gold.dim_users`: SCD2 on `plan` and `country`, SCD1 on `email`, from
-//! identify traits in `(event_ts, event_id)` order (SPEC §3).
+//! identify traits in `(event_ts, event_id)` order (SPEC §3), read from
+//! `silver.identifies` rather than from every event of all time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,12 +8,11 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::datafusion::prelude::{col, lit};
 use serde_json::Value;
 
 use crate::error::Result;
 use crate::io::{LakeIo, column};
-use crate::tables::{GOLD_DIM_USERS, SILVER_EVENTS};
+use crate::tables::{GOLD_DIM_USERS, SILVER_IDENTIFIES};
 
 /// A trait's new value: absent or JSON null keeps the previous one; strings
 /// as they are, other values as their JSON text.
@@ -31,14 +31,11 @@ struct Version {
 }
 
 pub async fn build(io: &LakeIo) -> Result<RecordBatch> {
-    let filter = col("event_type")
-        .eq(lit("identify"))
-        .and(col("user_id").is_not_null());
     let batches = io
         .scan(
-            &SILVER_EVENTS,
+            &SILVER_IDENTIFIES,
             &["user_id", "event_ts", "event_id", "traits"],
-            Some(filter),
+            None,
         )
         .await?;
     let mut identifies: BTreeMap<String, Vec<(i64, String, Value)>> = BTreeMap::new();

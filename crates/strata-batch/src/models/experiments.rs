@@ -1,19 +1,23 @@
-//! `gold.experiment_results` over all time (SPEC §4, Experiments).
+//! Experiments (SPEC §4): each date's exposures and conversions are
+//! extracted into `silver.experiment_events`, so `gold.experiment_results`,
+//! which needs all of time, reads that small table instead of every event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use deltalake::datafusion::prelude::{col, lit};
 use serde_json::Value;
 use strata_core::config::ExperimentsConfig;
 
+use crate::dates::Day;
 use crate::error::Result;
-use crate::io::{LakeIo, column};
+use crate::io::{LakeIo, column, on_date};
 use crate::stats;
-use crate::tables::{GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS};
+use crate::tables::{GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS, SILVER_EXPERIMENT_EVENTS};
 
 pub const EXPOSURE_EVENT: &str = "Experiment Viewed";
 
@@ -26,77 +30,149 @@ fn property(properties: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// `silver.experiment_events` of one date: every exposure with its
+/// experiment and variant parsed from `properties`, and every conversion
+/// event. Exposures without both ids are not exposures and are left out.
+pub async fn extract(io: &LakeIo, config: &ExperimentsConfig, day: Day) -> Result<RecordBatch> {
+    let exposure = col("event_name")
+        .eq(lit(EXPOSURE_EVENT))
+        .and(col("event_type").eq(lit("track")));
+    let conversion = col("event_name").eq(lit(config.conversion_event.as_str()));
+    let batches = io
+        .scan(
+            &SILVER_EVENTS,
+            &[
+                "event_name",
+                "event_type",
+                "person_id",
+                "event_ts",
+                "event_id",
+                "properties",
+            ],
+            Some(on_date("event_date", day).and(exposure.or(conversion))),
+        )
+        .await?;
+    let mut out = ExtractRows::default();
+    for batch in &batches {
+        let name = column::strings(batch, "event_name")?;
+        let kind = column::strings(batch, "event_type")?;
+        let person = column::strings(batch, "person_id")?;
+        let ts = column::micros(batch, "event_ts")?;
+        let ids = column::strings(batch, "event_id")?;
+        let properties = column::strings(batch, "properties")?;
+        for i in 0..batch.num_rows() {
+            let row = (person.value(i), ts.value(i), ids.value(i));
+            if name.value(i) == config.conversion_event {
+                out.push(CONVERSION, None, row);
+            }
+            if name.value(i) != EXPOSURE_EVENT || kind.value(i) != "track" || properties.is_null(i)
+            {
+                continue;
+            }
+            let Ok(props) = serde_json::from_str::<Value>(properties.value(i)) else {
+                continue;
+            };
+            if let (Some(experiment), Some(variant)) = (
+                property(&props, "experiment_id"),
+                property(&props, "variation_id"),
+            ) {
+                out.push(EXPOSURE, Some((experiment, variant)), row);
+            }
+        }
+    }
+    out.finish(day)
+}
+
+const EXPOSURE: &str = "exposure";
+const CONVERSION: &str = "conversion";
+
+#[derive(Default)]
+struct ExtractRows {
+    kind: Vec<&'static str>,
+    experiment: Vec<Option<String>>,
+    variant: Vec<Option<String>>,
+    person: Vec<String>,
+    ts: Vec<i64>,
+    event_id: Vec<String>,
+}
+
+impl ExtractRows {
+    fn push(
+        &mut self,
+        kind: &'static str,
+        assignment: Option<(String, String)>,
+        (person, ts, event_id): (&str, i64, &str),
+    ) {
+        let (experiment, variant) = assignment.unzip();
+        self.kind.push(kind);
+        self.experiment.push(experiment);
+        self.variant.push(variant);
+        self.person.push(person.to_owned());
+        self.ts.push(ts);
+        self.event_id.push(event_id.to_owned());
+    }
+
+    fn finish(self, day: Day) -> Result<RecordBatch> {
+        let rows = self.kind.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.kind)),
+            Arc::new(StringArray::from(self.experiment)),
+            Arc::new(StringArray::from(self.variant)),
+            Arc::new(StringArray::from(self.person)),
+            Arc::new(TimestampMicrosecondArray::from(self.ts).with_timezone("UTC")),
+            Arc::new(StringArray::from(self.event_id)),
+            Arc::new(Date32Array::from(vec![day; rows])),
+        ];
+        Ok(RecordBatch::try_new(
+            SILVER_EXPERIMENT_EVENTS.arrow_schema(),
+            columns,
+        )?)
+    }
+}
+
 #[derive(Default)]
 struct Assignment {
     first: Option<(i64, String, String)>, // (ts, event_id, variant)
     variants: BTreeSet<String>,
 }
 
+/// `gold.experiment_results` from every date's exposures and conversions.
 pub async fn build(io: &LakeIo, config: &ExperimentsConfig) -> Result<RecordBatch> {
-    let exposure = col("event_name")
-        .eq(lit(EXPOSURE_EVENT))
-        .and(col("event_type").eq(lit("track")));
-    let exposures = io
-        .scan(
-            &SILVER_EVENTS,
-            &["person_id", "event_ts", "event_id", "properties"],
-            Some(exposure),
-        )
-        .await?;
-    // Conversions need no properties: a narrow scan of their own keeps the
-    // (large) properties of every order out of the decoder.
-    let conversion_rows = io
-        .scan(
-            &SILVER_EVENTS,
-            &["person_id", "event_ts"],
-            Some(col("event_name").eq(lit(config.conversion_event.as_str()))),
-        )
-        .await?;
+    let batches = io.scan(&SILVER_EXPERIMENT_EVENTS, &[], None).await?;
     let mut conversions: HashMap<String, Vec<i64>> = HashMap::new();
-    for batch in &conversion_rows {
-        let person = column::strings(batch, "person_id")?;
-        let ts = column::micros(batch, "event_ts")?;
-        for i in 0..batch.num_rows() {
-            conversions
-                .entry(person.value(i).to_owned())
-                .or_default()
-                .push(ts.value(i));
-        }
-    }
     let mut assignments: BTreeMap<String, HashMap<String, Assignment>> = BTreeMap::new();
-    for batch in &exposures {
+    for batch in &batches {
+        let kind = column::strings(batch, "kind")?;
+        let experiment = column::strings(batch, "experiment_id")?;
+        let variant = column::strings(batch, "variant")?;
         let person = column::strings(batch, "person_id")?;
         let ts = column::micros(batch, "event_ts")?;
         let ids = column::strings(batch, "event_id")?;
-        let properties = column::strings(batch, "properties")?;
         for i in 0..batch.num_rows() {
             let t = ts.value(i);
-            if properties.is_null(i) {
+            if kind.value(i) == CONVERSION {
+                conversions
+                    .entry(person.value(i).to_owned())
+                    .or_default()
+                    .push(t);
                 continue;
             }
-            let Ok(props) = serde_json::from_str::<Value>(properties.value(i)) else {
-                continue;
-            };
-            let (Some(experiment), Some(variant)) = (
-                property(&props, "experiment_id"),
-                property(&props, "variation_id"),
-            ) else {
-                continue;
-            };
+            let variant = variant.value(i);
             let entry = assignments
-                .entry(experiment)
+                .entry(experiment.value(i).to_owned())
                 .or_default()
                 .entry(person.value(i).to_owned())
                 .or_default();
-            let candidate = (t, ids.value(i).to_owned(), variant.clone());
             if entry
                 .first
                 .as_ref()
-                .is_none_or(|f| (candidate.0, &candidate.1) < (f.0, &f.1))
+                .is_none_or(|f| (t, ids.value(i)) < (f.0, f.1.as_str()))
             {
-                entry.first = Some(candidate);
+                entry.first = Some((t, ids.value(i).to_owned(), variant.to_owned()));
             }
-            entry.variants.insert(variant);
+            if !entry.variants.contains(variant) {
+                entry.variants.insert(variant.to_owned());
+            }
         }
     }
     let window = config.conversion_window.as_micros().min(i64::MAX as u128) as i64;

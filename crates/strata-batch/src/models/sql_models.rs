@@ -9,6 +9,7 @@ use crate::tables::SILVER_EVENTS;
 
 pub const ACTIVE_DAYS_SQL: &str = include_str!("sql/active_days.sql");
 pub const HOURLY_EVENTS_SQL: &str = include_str!("sql/hourly_events.sql");
+pub const IDENTIFIES_SQL: &str = include_str!("sql/identifies.sql");
 
 /// Runs a one-date model whose only input is `silver.events`, registered as
 /// `events`; `{date}` in the SQL is the partition's date.

@@ -1,3 +1,4 @@
+mod config_change;
 mod crosscheck;
 mod golden;
 mod harness;

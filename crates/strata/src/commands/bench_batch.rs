@@ -1,6 +1,6 @@
 //! `strata bench batch`: a month of generated shop traffic loaded into
-//! bronze, then the full silver + gold backfill and one day's incremental
-//! rebuild, each timed in a child `strata` process whose peak RSS is sampled.
+//! bronze, then the full silver + gold backfill, one day's rebuild, and the
+//! incremental run for the next day and its stragglers, each timed in a child `strata` process whose peak RSS is sampled.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -213,6 +213,25 @@ pub async fn run(args: BenchBatchArgs) -> Result<()> {
         "full backfill: {:.1}s, {rate:.0} bronze events/s, peak RSS {:.0} MiB",
         full.elapsed.as_secs_f64(),
         full.peak_rss_mib
+    );
+    // One day's rebuild: the last date again, with everything that reads it.
+    let last = end.to_string();
+    let day = measure(
+        &dir,
+        &[
+            "backfill".into(),
+            "all".into(),
+            "--from".into(),
+            last.clone(),
+            "--to".into(),
+            last.clone(),
+        ],
+    )?;
+    print!("{}", day.output);
+    println!(
+        "one day's rebuild ({last}): {:.1}s, peak RSS {:.0} MiB",
+        day.elapsed.as_secs_f64(),
+        day.peak_rss_mib
     );
     if !later.is_empty() {
         let n = later.len();

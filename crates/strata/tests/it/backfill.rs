@@ -10,10 +10,12 @@ use serde_json::Value;
 
 use crate::process::{Served, run, send_generated, strata};
 
-const TABLES: [(&str, Option<&str>); 10] = [
+const TABLES: [(&str, Option<&str>); 12] = [
     ("silver.events", Some("event_date")),
     ("silver.identity", None),
     ("silver.active_days", Some("event_date")),
+    ("silver.identifies", Some("event_date")),
+    ("silver.experiment_events", Some("event_date")),
     ("gold.hourly_events", Some("event_date")),
     ("gold.fct_sessions", Some("session_date")),
     ("gold.funnel_daily", Some("entry_date")),
