@@ -263,6 +263,12 @@ impl Model {
 /// Models in dependency order (Kahn's algorithm over the declared inputs; a
 /// model's dependency on its own previous date is not an edge).
 pub fn topological() -> Vec<Model> {
+    levels().concat()
+}
+
+/// Models grouped by dependency depth: every model's inputs are in earlier
+/// groups, so the models of one group can be built at the same time.
+pub fn levels() -> Vec<Vec<Model>> {
     let mut remaining: BTreeSet<Model> = Model::ALL.into_iter().collect();
     let mut order = Vec::with_capacity(remaining.len());
     while !remaining.is_empty() {
@@ -277,10 +283,10 @@ pub fn topological() -> Vec<Model> {
             })
             .collect();
         assert!(!ready.is_empty(), "model inputs form a cycle");
-        for m in ready {
-            remaining.remove(&m);
-            order.push(m);
+        for m in &ready {
+            remaining.remove(m);
         }
+        order.push(ready);
     }
     order
 }
@@ -324,6 +330,18 @@ pub fn downstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_level_holds_every_model_that_reads_only_silver_events() {
+        let levels = levels();
+        assert_eq!(levels[0], [Model::Identity]);
+        assert_eq!(levels[1], [Model::Events]);
+        let one_date: Vec<Model> = Model::ALL
+            .into_iter()
+            .filter(|m| m.reads_one_date())
+            .collect();
+        assert_eq!(levels[2], one_date);
+    }
 
     #[test]
     fn order_follows_inputs() {

@@ -17,7 +17,7 @@ use crate::compare::{canonical_rows, rows_by_partition};
 use crate::dates::{Day, format_day};
 use crate::error::{Error, Result};
 use crate::io::{LakeIo, conform, on_date};
-use crate::model::{Model, downstream, topological};
+use crate::model::{Model, downstream, levels};
 use crate::models::silver_events::Tail;
 use crate::models::{
     activity, dim_users, experiments, funnels, sessions, silver_events, sql_models,
@@ -101,6 +101,10 @@ impl Summary {
 pub struct Plan {
     pub dates: BTreeMap<Model, BTreeSet<Day>>,
     pub whole: BTreeSet<Model>,
+    /// Whole-table models of a date range: built when an input partition
+    /// changed (they are dirty) or they were never built, since a table of
+    /// all dates is not "in" a range of dates.
+    pub whole_if_stale: BTreeSet<Model>,
     /// Also build every partition marked dirty.
     pub dirty: bool,
 }
@@ -115,7 +119,11 @@ impl Plan {
     pub fn range(models: &[Model], from: Day, to: Day) -> Self {
         let mut plan = Plan::default();
         for &m in models {
-            plan.add(m, from..=to);
+            if m.is_daily() {
+                plan.add(m, from..=to);
+            } else {
+                plan.whole_if_stale.insert(m);
+            }
         }
         plan
     }
@@ -218,64 +226,104 @@ impl Runner {
         self.progress.planned(planned as u64);
 
         let mut links: Option<Arc<BTreeMap<String, Link>>> = None;
-        for model in topological() {
-            let mut days = plan.dates.get(&model).cloned().unwrap_or_default();
-            let mut whole = plan.whole.contains(&model);
-            let mut all_dates = false;
-            if plan.dirty {
-                let dirty = self.state.dirty(model);
-                let mut extra: BTreeSet<Day> = self.state.dirty_days(model);
-                all_dates = dirty.everything && model.reads_one_date();
-                if all_dates {
-                    extra.extend(self.io.partitions(Model::Events.table()).await?);
-                    extra.extend(self.io.partitions(model.table()).await?);
+        for level in levels() {
+            // The models of one level read only earlier levels and write
+            // their own tables, so they are built side by side: one-date
+            // models share the `parallel` slots, whole-table models run as
+            // tasks of their own.
+            let mut one_date: Vec<(Model, BTreeSet<Day>, bool)> = Vec::new();
+            let mut in_order: Vec<(Model, BTreeSet<Day>)> = Vec::new();
+            let mut wholes = Vec::new();
+            for model in level {
+                let (days, whole, all_dates) = self.planned(&plan, model).await?;
+                if days.is_empty() && !whole {
+                    continue;
                 }
-                self.progress
-                    .planned(extra.difference(&days).count() as u64);
-                days.extend(extra);
-                whole |= dirty.everything;
+                match model {
+                    _ if model.reads_one_date() => one_date.push((model, days, all_dates)),
+                    Model::DimUsers | Model::ExperimentResults => {
+                        wholes.push((
+                            model,
+                            tokio::spawn(build_whole(self.io.clone(), self.config.clone(), model)),
+                        ));
+                    }
+                    _ => in_order.push((model, days)),
+                }
             }
-            if days.is_empty() && !whole {
-                continue;
+            for (model, days) in in_order {
+                let model_started = Instant::now();
+                match model {
+                    Model::Identity => {
+                        let index = index.as_ref().ok_or_else(|| {
+                            Error::Invalid(
+                                "silver.identity is built together with silver.events".into(),
+                            )
+                        })?;
+                        links = Some(Arc::new(self.build_identity(index).await?));
+                    }
+                    Model::Events => {
+                        let index = index.as_ref().expect("index built for silver.events");
+                        let links = match &links {
+                            Some(l) => l.clone(),
+                            None => Arc::new(self.build_identity(index).await?),
+                        };
+                        self.build_events(index, links, days, plan.dirty).await?;
+                    }
+                    Model::DailyActiveUsers | Model::Retention => {
+                        self.build_from_activity(model, days).await?;
+                    }
+                    other => unreachable!("{other:?} has no builder"),
+                }
+                self.summary.models.entry(model.name()).or_default().elapsed +=
+                    model_started.elapsed();
             }
-            let model_started = Instant::now();
-            match model {
-                Model::Identity => {
-                    let index = index.as_ref().ok_or_else(|| {
-                        Error::Invalid(
-                            "silver.identity is built together with silver.events".into(),
-                        )
-                    })?;
-                    links = Some(Arc::new(self.build_identity(index).await?));
-                }
-                Model::Events => {
-                    let index = index.as_ref().expect("index built for silver.events");
-                    let links = match &links {
-                        Some(l) => l.clone(),
-                        None => Arc::new(self.build_identity(index).await?),
-                    };
-                    self.build_events(index, links, days, plan.dirty).await?;
-                }
-                _ if model.reads_one_date() => {
-                    self.build_dates(model, days).await?;
+            if !one_date.is_empty() {
+                self.build_dates(&one_date).await?;
+                for (model, _, all_dates) in one_date {
                     if all_dates {
                         self.state.clear_everything(model);
-                        self.state.save()?;
                     }
                 }
-                Model::DailyActiveUsers | Model::Retention => {
-                    self.build_from_activity(model, days).await?;
-                }
-                Model::DimUsers | Model::ExperimentResults => {
-                    self.build_whole(model).await?;
-                }
-                other => unreachable!("{other:?} has no builder"),
+                self.state.save()?;
             }
-            self.summary.models.entry(model.name()).or_default().elapsed += model_started.elapsed();
+            for (model, task) in wholes {
+                let (outcome, elapsed) = task.await.map_err(|e| Error::Task(e.to_string()))??;
+                self.summary.models.entry(model.name()).or_default().elapsed += elapsed;
+                self.record(model, None, outcome)?;
+            }
         }
         self.summary.elapsed = started.elapsed();
         self.summary.still_dirty = self.state.all_dirty().len();
         Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// What of `model` to build: its dates, whether the whole table, and
+    /// whether every date (a dirty mark on all of a one-date model).
+    async fn planned(&mut self, plan: &Plan, model: Model) -> Result<(BTreeSet<Day>, bool, bool)> {
+        let mut days = plan.dates.get(&model).cloned().unwrap_or_default();
+        let mut whole = plan.whole.contains(&model);
+        if !whole
+            && plan.whole_if_stale.contains(&model)
+            && (self.state.dirty(model).everything || !self.io.exists(model.table()))
+        {
+            self.progress.planned(1);
+            whole = true;
+        }
+        let mut all_dates = false;
+        if plan.dirty {
+            let dirty = self.state.dirty(model);
+            let mut extra: BTreeSet<Day> = self.state.dirty_days(model);
+            all_dates = dirty.everything && model.reads_one_date();
+            if all_dates {
+                extra.extend(self.io.partitions(Model::Events.table()).await?);
+                extra.extend(self.io.partitions(model.table()).await?);
+            }
+            self.progress
+                .planned(extra.difference(&days).count() as u64);
+            days.extend(extra);
+            whole |= dirty.everything;
+        }
+        Ok((days, whole, all_dates))
     }
 
     /// Marks every partition of a model dirty when the configuration it
@@ -420,18 +468,25 @@ impl Runner {
         Ok(())
     }
 
-    async fn build_dates(&mut self, model: Model, days: BTreeSet<Day>) -> Result<()> {
+    /// Builds one-date models' partitions, `parallel` at a time across
+    /// models and dates.
+    async fn build_dates(&mut self, work: &[(Model, BTreeSet<Day>, bool)]) -> Result<()> {
         let silver_days = self.io.partitions(Model::Events.table()).await?;
         let (first, last) = match (silver_days.first(), silver_days.last()) {
             (Some(f), Some(l)) => (*f, *l),
             _ => (i32::MAX, i32::MIN),
         };
+        let tasks: Vec<(Model, Day)> = work
+            .iter()
+            .flat_map(|(model, days, _)| days.iter().map(move |day| (*model, *day)))
+            .collect();
         let io = self.io.clone();
         let config = self.config.clone();
-        let mut results = futures::stream::iter(days.into_iter().map(|day| {
+        let mut results = futures::stream::iter(tasks.into_iter().map(|(model, day)| {
             let io = io.clone();
             let config = config.clone();
             async move {
+                let started = Instant::now();
                 let batches: Vec<RecordBatch> = match model {
                     Model::ActiveDays => {
                         sql_models::run(&io, sql_models::ACTIVE_DAYS_SQL, day).await?
@@ -454,12 +509,13 @@ impl Runner {
                     other => unreachable!("{other:?} is not a one-date model"),
                 };
                 let outcome = replace_if_changed(&io, model, Some(day), batches).await?;
-                Ok::<_, Error>((day, outcome))
+                Ok::<_, Error>((model, day, outcome, started.elapsed()))
             }
         }))
         .buffer_unordered(self.parallel);
         while let Some(result) = results.next().await {
-            let (day, outcome) = result?;
+            let (model, day, outcome, elapsed) = result?;
+            self.summary.models.entry(model.name()).or_default().elapsed += elapsed;
             self.record(model, Some(day), outcome)?;
         }
         Ok(())
@@ -482,18 +538,17 @@ impl Runner {
             None => BTreeMap::new(),
         };
         let stored = rows_by_partition(&self.io, model.table()).await?;
-        let mut write: BTreeSet<Day> = days;
+        let mut write: BTreeSet<Day> = BTreeSet::new();
         for (day, batch) in &computed {
-            if stored.get(day)
-                != Some(&crate::compare::canonical_rows(std::slice::from_ref(
-                    batch,
-                ))?)
-            {
+            if stored.get(day) != Some(&canonical_rows(std::slice::from_ref(batch))?) {
                 write.insert(*day);
             }
         }
         // Partitions that no longer have rows (silver shrank) are emptied.
         write.extend(stored.keys().filter(|d| !computed.contains_key(d)));
+        for &day in days.difference(&write) {
+            self.record(model, Some(day), Outcome::Unchanged)?;
+        }
         for day in write {
             let batches: Vec<RecordBatch> = computed.get(&day).cloned().into_iter().collect();
             let rows = self
@@ -505,18 +560,19 @@ impl Runner {
         self.state.clear_everything(model);
         self.state.save()
     }
+}
 
-    async fn build_whole(&mut self, model: Model) -> Result<()> {
-        let batch = match model {
-            Model::DimUsers => dim_users::build(&self.io).await?,
-            Model::ExperimentResults => {
-                experiments::build(&self.io, &self.config.experiments).await?
-            }
-            other => unreachable!("{other:?} is not a whole-table model"),
-        };
-        let outcome = replace_if_changed(&self.io, model, None, vec![batch]).await?;
-        self.record(model, None, outcome)
-    }
+/// Builds and stores a whole-table model; returns what became of it and
+/// how long it took.
+async fn build_whole(io: LakeIo, config: BatchConfig, model: Model) -> Result<(Outcome, Duration)> {
+    let started = Instant::now();
+    let batch = match model {
+        Model::DimUsers => dim_users::build(&io).await?,
+        Model::ExperimentResults => experiments::build(&io, &config.experiments).await?,
+        other => unreachable!("{other:?} is not a whole-table model"),
+    };
+    let outcome = replace_if_changed(&io, model, None, vec![batch]).await?;
+    Ok((outcome, started.elapsed()))
 }
 
 /// Replaces a partition (or, with `day` None, an unpartitioned table)

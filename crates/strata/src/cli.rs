@@ -142,7 +142,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
-    /// A model name, or `all`.
+    /// A model name, or `all` (whole-table models then only when what they
+    /// read changed, or they were never built).
     pub model: String,
     /// First date (UTC), YYYY-MM-DD.
     #[arg(long, value_name = "D", value_parser = crate::commands::batch::parse_date)]

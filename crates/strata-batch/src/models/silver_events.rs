@@ -6,13 +6,14 @@
 //! midnight is at most 30 minutes before their first event of the day goes
 //! on in the same session (SPEC §4, Sessions).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::arrow::compute::take_record_batch;
+use deltalake::arrow::compute::interleave_record_batch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::{Expr, col};
 use strata_lake::schema::BRONZE_EVENTS;
@@ -21,7 +22,7 @@ use super::platform::platform;
 use crate::bronze_index::{BronzeIndex, Link};
 use crate::dates::{Day, MICROS_PER_DAY, day_start};
 use crate::error::Result;
-use crate::io::{LakeIo, column, concat, date_lit, on_date, timestamp_lit};
+use crate::io::{LakeIo, column, date_lit, on_date, timestamp_lit};
 use crate::tables::SILVER_EVENTS;
 
 /// The order rows are written in within a date (docs/tables.md): funnels
@@ -117,151 +118,235 @@ pub async fn build(
         .get(&day)
         .map(|s| s.iter().copied().collect())
         .unwrap_or_default();
+    let reading = std::time::Instant::now();
     let batches = if ingest_days.is_empty() {
         Vec::new()
     } else {
         io.scan(&BRONZE_EVENTS, &[], Some(bronze_filter(day, &ingest_days)))
             .await?
     };
-    let bronze = concat(&BRONZE_EVENTS.arrow_schema(), &batches)?;
-    drop(batches);
-    let losers: Vec<bool> = {
-        let partitions = column::ints(&bronze, "log_partition")?;
-        let offsets = column::longs(&bronze, "log_offset")?;
-        (0..bronze.num_rows())
-            .map(|i| {
-                index
-                    .losers
-                    .contains(&(partitions.value(i), offsets.value(i)))
-            })
-            .collect()
-    };
-    tokio::task::spawn_blocking(move || assemble(bronze, &losers, &links, day, &tail))
-        .await
-        .map_err(|e| crate::Error::Task(e.to_string()))?
+    let mut rows = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let partitions = column::ints(batch, "log_partition")?;
+        let offsets = column::longs(batch, "log_offset")?;
+        rows.extend(
+            (0..batch.num_rows())
+                .filter(|&i| {
+                    !index
+                        .losers
+                        .contains(&(partitions.value(i), offsets.value(i)))
+                })
+                .map(|i| (b, i)),
+        );
+    }
+    tracing::debug!(day = %crate::dates::format_day(day), ingest_days = ingest_days.len(), rows = rows.len(), elapsed = ?reading.elapsed(), "bronze rows of the date read");
+    tokio::task::spawn_blocking(move || {
+        let assembling = std::time::Instant::now();
+        let out = assemble(&batches, rows, &links, day, &tail);
+        tracing::debug!(elapsed = ?assembling.elapsed(), "silver.events assembled");
+        out
+    })
+    .await
+    .map_err(|e| crate::Error::Task(e.to_string()))?
 }
 
+/// Each value's place among the distinct values in sorted order, so that
+/// sorts compare integers instead of strings.
+fn ranks<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Vec<u32> {
+    let mut distinct: Vec<&str> = values
+        .clone()
+        .collect::<foldhash::HashSet<&str>>()
+        .into_iter()
+        .collect();
+    distinct.sort_unstable();
+    let rank: foldhash::HashMap<&str, u32> = distinct
+        .iter()
+        .enumerate()
+        .map(|(n, v)| (*v, n as u32))
+        .collect();
+    values.map(|v| rank[v]).collect()
+}
+
+/// The columns of one bronze batch that silver derives its own from.
+struct Columns {
+    user: StringArray,
+    anon: StringArray,
+    ids: StringArray,
+    ts: TimestampMicrosecondArray,
+    context: StringArray,
+    names: StringArray,
+}
+
+impl Columns {
+    fn of(batch: &RecordBatch) -> Result<Self> {
+        Ok(Self {
+            user: column::strings(batch, "user_id")?,
+            anon: column::strings(batch, "anonymous_id")?,
+            ids: column::strings(batch, "event_id")?,
+            ts: column::micros(batch, "event_ts")?,
+            context: column::strings(batch, "context")?,
+            names: column::strings(batch, "event_name")?,
+        })
+    }
+}
+
+/// Builds the date's silver rows from the winning bronze rows `(batch,
+/// row)`. Values are borrowed from the bronze arrays wherever they can be:
+/// a date has hundreds of thousands of rows, and an allocation per row and
+/// column was most of the time this took.
 fn assemble(
-    bronze: RecordBatch,
-    losers: &[bool],
+    batches: &[RecordBatch],
+    rows: Vec<(usize, usize)>,
     links: &BTreeMap<String, Link>,
     day: Day,
     tail: &Tail,
 ) -> Result<(RecordBatch, Tail)> {
-    let user = column::strings(&bronze, "user_id")?;
-    let anon = column::strings(&bronze, "anonymous_id")?;
-    let ids = column::strings(&bronze, "event_id")?;
-    let ts = column::micros(&bronze, "event_ts")?;
-    let context = column::strings(&bronze, "context")?;
-
-    let person: Vec<String> = (0..bronze.num_rows())
-        .map(|i| {
-            if user.is_valid(i) {
-                user.value(i).to_owned()
-            } else if anon.is_valid(i) {
-                let anon = anon.value(i);
+    let columns = batches
+        .iter()
+        .map(Columns::of)
+        .collect::<Result<Vec<_>>>()?;
+    let id = |k: usize| -> &str {
+        let (b, i) = rows[k];
+        columns[b].ids.value(i)
+    };
+    let times: Vec<i64> = rows.iter().map(|&(b, i)| columns[b].ts.value(i)).collect();
+    let ts = |k: usize| times[k];
+    let person: Vec<Cow<'_, str>> = rows
+        .iter()
+        .map(|&(b, i)| {
+            let c = &columns[b];
+            if c.user.is_valid(i) {
+                Cow::Borrowed(c.user.value(i))
+            } else if c.anon.is_valid(i) {
+                let anon = c.anon.value(i);
                 match links.get(anon) {
-                    Some(link) => link.user_id.clone(),
-                    None => format!("anon:{anon}"),
+                    Some(link) => Cow::Borrowed(link.user_id.as_str()),
+                    None => Cow::Owned(format!("anon:{anon}")),
                 }
             } else {
                 // Bronze never holds an event without either id; keep the
                 // row attributable anyway.
-                format!("event:{}", ids.value(i))
+                Cow::Owned(format!("event:{}", c.ids.value(i)))
             }
         })
         .collect();
 
-    let mut order: Vec<u32> = (0..bronze.num_rows() as u32)
-        .filter(|&i| !losers[i as usize])
-        .collect();
+    let person_rank = ranks(person.iter().map(|p| p.as_ref()));
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
-        (&person[a], ts.value(a), ids.value(a)).cmp(&(&person[b], ts.value(b), ids.value(b)))
+        (person_rank[a], ts(a))
+            .cmp(&(person_rank[b], ts(b)))
+            .then_with(|| id(a).cmp(id(b)))
     });
 
-    let mut sessions: Vec<String> = Vec::with_capacity(order.len());
+    // Per row (in `order`), an index into `names_of_sessions`: one string
+    // per session, not per row.
+    let mut session_of: Vec<u32> = Vec::with_capacity(order.len());
+    let mut names_of_sessions: Vec<String> = Vec::new();
     let mut next_tail = Tail::default();
     let tail_from = day_start(day + 1) - SESSION_GAP_MICROS;
-    let mut previous: Option<(usize, i64, usize)> = None; // (row, ts, index in sessions)
+    let mut previous: Option<(usize, i64)> = None; // (row, ts)
     for (k, &row) in order.iter().enumerate() {
         let row = row as usize;
-        let t = ts.value(row);
-        let session = match previous {
-            Some((prev, prev_ts, prev_k))
-                if person[prev] == person[row] && t - prev_ts <= SESSION_GAP_MICROS =>
-            {
-                sessions[prev_k].clone()
-            }
-            Some((prev, _, _)) if person[prev] == person[row] => {
-                session_id(&person[row], ids.value(row))
-            }
-            _ => match tail.last.get(&person[row]) {
-                Some((last_ts, session)) if t - last_ts <= SESSION_GAP_MICROS => session.clone(),
-                _ => session_id(&person[row], ids.value(row)),
-            },
+        let t = ts(row);
+        let same_person = previous.is_some_and(|(prev, _)| person_rank[prev] == person_rank[row]);
+        let goes_on = match previous {
+            Some((_, prev_ts)) if same_person => t - prev_ts <= SESSION_GAP_MICROS,
+            _ => false,
         };
-        sessions.push(session);
-        previous = Some((row, t, k));
+        if !goes_on {
+            let name = match tail.last.get(person[row].as_ref()) {
+                Some((last_ts, session)) if !same_person && t - last_ts <= SESSION_GAP_MICROS => {
+                    session.clone()
+                }
+                _ => session_id(&person[row], id(row)),
+            };
+            names_of_sessions.push(name);
+        }
+        session_of.push((names_of_sessions.len() - 1) as u32);
+        previous = Some((row, t));
         let last_of_person = order
             .get(k + 1)
-            .is_none_or(|&next| person[next as usize] != person[row]);
+            .is_none_or(|&next| person_rank[next as usize] != person_rank[row]);
         if last_of_person && t >= tail_from {
-            next_tail
-                .last
-                .insert(person[row].clone(), (t, sessions[k].clone()));
+            next_tail.last.insert(
+                person[row].clone().into_owned(),
+                (t, names_of_sessions[session_of[k] as usize].clone()),
+            );
         }
     }
 
     // Written clustered by CLUSTER_BY: a stable sort by name keeps the
     // person and time order within each name.
-    let names = column::strings(&bronze, "event_name")?;
+    let name_rank = ranks(rows.iter().map(|&(b, i)| columns[b].names.value(i)));
     let mut by_name: Vec<usize> = (0..order.len()).collect();
-    by_name.sort_by(|&a, &b| {
-        names
-            .value(order[a] as usize)
-            .cmp(names.value(order[b] as usize))
-    });
-    let order: Vec<u32> = by_name.iter().map(|&k| order[k]).collect();
-    let sessions: Vec<String> = by_name
-        .iter()
-        .map(|&k| std::mem::take(&mut sessions[k]))
-        .collect();
+    by_name.sort_by_key(|&k| name_rank[order[k] as usize]);
 
-    let take = UInt32Array::from(order.clone());
-    let taken = take_record_batch(&bronze, &take)?;
-    let mut fields: Vec<Field> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (i, field) in taken.schema().fields().iter().enumerate() {
-        if field.name() == "ingest_date" {
-            continue;
-        }
-        fields.push(field.as_ref().clone());
-        columns.push(taken.column(i).clone());
-    }
-    let persons: StringArray = order
-        .iter()
-        .map(|&r| Some(person[r as usize].as_str()))
-        .collect();
-    let platforms: StringArray = order
-        .iter()
-        .map(|&r| {
-            let r = r as usize;
-            Some(platform(context.is_valid(r).then(|| context.value(r))))
+    let rows_out: Vec<(usize, usize)> = by_name.iter().map(|&k| rows[order[k] as usize]).collect();
+    // Bronze's columns, without its ingest date, in final order.
+    let keep: Vec<usize> = batches
+        .first()
+        .map(|b| {
+            let schema = b.schema();
+            (0..schema.fields().len())
+                .filter(|&i| schema.field(i).name() != "ingest_date")
+                .collect()
         })
-        .collect();
-    let session_ids: StringArray = sessions.iter().map(|s| Some(s.as_str())).collect();
-    let dates = Date32Array::from(vec![day; order.len()]);
+        .unwrap_or_default();
+    let projected = batches
+        .iter()
+        .map(|b| b.project(&keep))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut fields: Vec<Field> = Vec::new();
+    let mut out_columns: Vec<ArrayRef> = Vec::new();
+    match projected.first() {
+        Some(first) => {
+            let refs: Vec<&RecordBatch> = projected.iter().collect();
+            let taken = interleave_record_batch(&refs, &rows_out)?;
+            for (i, field) in first.schema().fields().iter().enumerate() {
+                fields.push(field.as_ref().clone());
+                out_columns.push(taken.column(i).clone());
+            }
+        }
+        None => {
+            let schema = BRONZE_EVENTS.arrow_schema();
+            for field in schema.fields().iter().filter(|f| f.name() != "ingest_date") {
+                fields.push(field.as_ref().clone());
+                out_columns.push(deltalake::arrow::array::new_empty_array(field.data_type()));
+            }
+        }
+    }
+    let persons =
+        StringArray::from_iter_values(by_name.iter().map(|&k| person[order[k] as usize].as_ref()));
+    // A device sends the same context again and again: parse each once.
+    let mut platform_of: foldhash::HashMap<&str, &'static str> = Default::default();
+    let platforms = StringArray::from_iter_values(rows_out.iter().map(|&(b, i)| {
+        let context = &columns[b].context;
+        if context.is_null(i) {
+            return platform(None);
+        }
+        let text = context.value(i);
+        *platform_of
+            .entry(text)
+            .or_insert_with(|| platform(Some(text)))
+    }));
+    let session_ids = StringArray::from_iter_values(
+        by_name
+            .iter()
+            .map(|&k| names_of_sessions[session_of[k] as usize].as_str()),
+    );
+    let dates = Date32Array::from(vec![day; rows_out.len()]);
     for (name, array) in [
         ("person_id", Arc::new(persons) as ArrayRef),
         ("session_id", Arc::new(session_ids)),
         ("platform", Arc::new(platforms)),
     ] {
         fields.push(Field::new(name, DataType::Utf8, false));
-        columns.push(array);
+        out_columns.push(array);
     }
     fields.push(Field::new("event_date", DataType::Date32, false));
-    columns.push(Arc::new(dates));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    out_columns.push(Arc::new(dates));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), out_columns)?;
     Ok((batch, next_tail))
 }

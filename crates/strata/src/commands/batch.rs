@@ -113,12 +113,16 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> Result<()> {
             args.from, args.to
         )));
     }
-    let models = if args.model == "all" {
-        Model::ALL.to_vec()
+    let plan = if args.model == "all" {
+        // Whole-table models come along when what they read changed.
+        Plan::range(&Model::ALL, day_of(args.from), day_of(args.to))
     } else {
-        vec![Model::parse(&args.model)?]
+        match Model::parse(&args.model)? {
+            // Asked for by name: a whole-table model is rebuilt.
+            model if !model.is_daily() => Plan::one(model, 0),
+            model => Plan::range(&[model], day_of(args.from), day_of(args.to)),
+        }
     };
-    let plan = Plan::range(&models, day_of(args.from), day_of(args.to));
     execute(runner(&config)?.with_parallel(args.parallel), plan).await
 }
 

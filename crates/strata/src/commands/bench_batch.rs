@@ -132,7 +132,7 @@ fn measure(dir: &Path, args: &[String]) -> Result<Measured> {
         .args(args)
         .arg("--data-dir")
         .arg(dir)
-        .env("STRATA_LOG", "warn")
+        .env("STRATA_LOG", super::bench::QUIET_LOG)
         .env_remove("STRATA_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
