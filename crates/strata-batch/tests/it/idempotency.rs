@@ -105,6 +105,22 @@ async fn backfilling_twice_gives_the_same_rows() {
     // whose rows came out the same are left as they were.
     assert_eq!(second_summary.models["silver.events"].partitions, 4);
     assert!(second_summary.models["gold.hourly_events"].unchanged == 4);
+    // Nothing the whole-table models read changed: a date range leaves them be.
+    assert_eq!(second_summary.models["silver.identifies"].unchanged, 4);
+    assert_eq!(second_summary.models["silver.experiment_events"].unchanged, 4);
+    for table in ["gold.dim_users", "gold.experiment_results"] {
+        assert!(
+            !second_summary.models.contains_key(table),
+            "{table} rebuilt: {second_summary:?}"
+        );
+    }
+    // Asked for by name, a whole-table model is rebuilt (and found the same).
+    let named = env
+        .runner()
+        .execute(strata_batch::Plan::one(Model::DimUsers, 0))
+        .await
+        .expect("dim_users by name");
+    assert_eq!(named.models["gold.dim_users"].unchanged, 1);
 
     // One row per event id in silver.
     let ids = env.rows(Model::Events.table(), &["event_id"]).await;
