@@ -107,7 +107,10 @@ async fn backfilling_twice_gives_the_same_rows() {
     assert!(second_summary.models["gold.hourly_events"].unchanged == 4);
     // Nothing the whole-table models read changed: a date range leaves them be.
     assert_eq!(second_summary.models["silver.identifies"].unchanged, 4);
-    assert_eq!(second_summary.models["silver.experiment_events"].unchanged, 4);
+    assert_eq!(
+        second_summary.models["silver.experiment_events"].unchanged,
+        4
+    );
     for table in ["gold.dim_users", "gold.experiment_results"] {
         assert!(
             !second_summary.models.contains_key(table),
