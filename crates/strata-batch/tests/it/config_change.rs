@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use strata_batch::Model;
 use strata_batch::dates::day_of;
 use strata_core::config::{Config, FunnelConfig};
-use strata_core::event::{BronzeEvent, EventType};
+use strata_core::event::BronzeEvent;
 
-use crate::harness::{Cell, Env};
+use crate::harness::{Cell, Env, track};
 
 fn at(d: u32, hour: u32, minute: u32) -> i64 {
     NaiveDate::from_ymd_opt(2026, 3, d)
@@ -21,22 +21,11 @@ fn at(d: u32, hour: u32, minute: u32) -> i64 {
         .timestamp_micros()
 }
 
-fn track(id: &str, person: &str, name: &str, ts: i64, properties: &str) -> BronzeEvent {
+/// A track event with these properties, received when it happened.
+fn tracked(id: &str, person: &str, name: &str, ts: i64, properties: &str) -> BronzeEvent {
     BronzeEvent {
-        event_id: id.into(),
-        id_generated: false,
-        event_type: EventType::Track,
-        event_name: name.into(),
-        user_id: Some(person.into()),
-        anonymous_id: None,
-        event_ts: ts,
-        ts_clamped: false,
-        sent_at: None,
-        received_at: ts,
-        source: "test".into(),
         properties: Some(properties.into()),
-        context: None,
-        traits: None,
+        ..track(id, person, name, ts, ts)
     }
 }
 
@@ -44,12 +33,10 @@ fn text(cells: &[Cell]) -> Vec<String> {
     cells.iter().map(ToString::to_string).collect()
 }
 
-async fn results(env: &Env) -> Vec<Vec<String>> {
+/// Some columns of a table, as text, sorted.
+async fn sorted(env: &Env, model: Model, columns: &[&str]) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = env
-        .rows(
-            Model::ExperimentResults.table(),
-            &["variant", "exposed_users", "converted_users"],
-        )
+        .rows(model.table(), columns)
         .await
         .iter()
         .map(|r| text(r))
@@ -58,18 +45,14 @@ async fn results(env: &Env) -> Vec<Vec<String>> {
     rows
 }
 
+async fn results(env: &Env) -> Vec<Vec<String>> {
+    let columns = ["variant", "exposed_users", "converted_users"];
+    sorted(env, Model::ExperimentResults, &columns).await
+}
+
 async fn funnel(env: &Env) -> Vec<Vec<String>> {
-    let mut rows: Vec<Vec<String>> = env
-        .rows(
-            Model::FunnelDaily.table(),
-            &["funnel", "entry_date", "step", "users"],
-        )
-        .await
-        .iter()
-        .map(|r| text(r))
-        .collect();
-    rows.sort();
-    rows
+    let columns = ["funnel", "entry_date", "step", "users"];
+    sorted(env, Model::FunnelDaily, &columns).await
 }
 
 fn strings(rows: &[&[&str]]) -> Vec<Vec<String>> {
@@ -82,16 +65,16 @@ fn strings(rows: &[&[&str]]) -> Vec<Vec<String>> {
 async fn a_changed_conversion_event_or_funnel_rebuilds_what_used_it() {
     let viewed = |variant: &str| format!(r#"{{"experiment_id":"e1","variation_id":"{variant}"}}"#);
     let events = vec![
-        track(
+        tracked(
             "a1",
             "p1",
             "Experiment Viewed",
             at(1, 10, 0),
             &viewed("control"),
         ),
-        track("a2", "p2", "Experiment Viewed", at(1, 10, 5), &viewed("b")),
-        track("a3", "p1", "Signup", at(1, 11, 0), "{}"),
-        track("a4", "p2", "Order Completed", at(2, 9, 0), "{}"),
+        tracked("a2", "p2", "Experiment Viewed", at(1, 10, 5), &viewed("b")),
+        tracked("a3", "p1", "Signup", at(1, 11, 0), "{}"),
+        tracked("a4", "p2", "Order Completed", at(2, 9, 0), "{}"),
     ];
     let mut env = Env::new(Config::default());
     env.land(

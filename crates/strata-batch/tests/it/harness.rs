@@ -132,6 +132,26 @@ impl Env {
     }
 }
 
+/// A track event of a known user, received at `received`.
+pub fn track(id: &str, person: &str, name: &str, ts: i64, received: i64) -> BronzeEvent {
+    BronzeEvent {
+        event_id: id.into(),
+        id_generated: false,
+        event_type: EventType::Track,
+        event_name: name.into(),
+        user_id: Some(person.into()),
+        anonymous_id: None,
+        event_ts: ts,
+        ts_clamped: false,
+        sent_at: None,
+        received_at: received,
+        source: "test".into(),
+        properties: Some("{}".into()),
+        context: Some(r#"{"library":{"name":"analytics.js"}}"#.into()),
+        traits: None,
+    }
+}
+
 pub fn fixture_range(events: &[(u32, u64, BronzeEvent)]) -> (Day, Day) {
     let days: Vec<Day> = events
         .iter()

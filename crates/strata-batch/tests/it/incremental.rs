@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use strata_batch::Model;
 use strata_batch::dates::day_of;
-use strata_core::event::{BronzeEvent, EventType};
+use strata_core::event::BronzeEvent;
 
-use crate::harness::{Cell, Env};
+use crate::harness::{Cell, Env, track};
 
 fn day(d: u32) -> i32 {
     day_of(NaiveDate::from_ymd_opt(2026, 3, d).unwrap())
@@ -22,25 +22,6 @@ fn at(d: u32, hour: u32) -> i64 {
         .unwrap()
         .and_utc()
         .timestamp_micros()
-}
-
-fn track(id: &str, person: &str, name: &str, ts: i64, received: i64) -> BronzeEvent {
-    BronzeEvent {
-        event_id: id.into(),
-        id_generated: false,
-        event_type: EventType::Track,
-        event_name: name.into(),
-        user_id: Some(person.into()),
-        anonymous_id: None,
-        event_ts: ts,
-        ts_clamped: false,
-        sent_at: None,
-        received_at: received,
-        source: "test".into(),
-        properties: Some("{}".into()),
-        context: Some(r#"{"library":{"name":"analytics.js"}}"#.into()),
-        traits: None,
-    }
 }
 
 /// Per table, per partition date (or "all"), the data files it is made of.
