@@ -9,6 +9,7 @@ mod error;
 pub mod io;
 pub mod model;
 pub mod models;
+pub mod plan;
 pub mod runner;
 pub mod state;
 pub mod stats;

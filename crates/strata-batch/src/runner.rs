@@ -22,6 +22,7 @@ use crate::models::silver_events::Tail;
 use crate::models::{
     activity, dim_users, experiments, funnels, sessions, silver_events, sql_models,
 };
+pub use crate::plan::{ModelSummary, NoProgress, Outcome, Plan, Progress, Summary};
 use crate::state::StateFile;
 
 #[derive(Debug, Clone)]
@@ -40,111 +41,6 @@ impl BatchConfig {
             Model::ExperimentResults => Some(format!("{:?}", self.experiments.conversion_window)),
             _ => None,
         }
-    }
-}
-
-/// Told about progress as partitions complete.
-pub trait Progress: Send + Sync {
-    /// `n` more partitions are planned.
-    fn planned(&self, n: u64);
-    fn done(&self, model: &str, partition: &str, rows: usize);
-}
-
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn planned(&self, _: u64) {}
-    fn done(&self, _: &str, _: &str, _: usize) {}
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct ModelSummary {
-    /// Partitions replaced.
-    pub partitions: usize,
-    /// Partitions rebuilt whose rows came out the same, so were not rewritten.
-    pub unchanged: usize,
-    pub rows: usize,
-    pub elapsed: Duration,
-}
-
-/// What became of one rebuilt partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Written(usize),
-    /// Same rows as stored: not rewritten, and nothing downstream is dirty.
-    Unchanged,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct Summary {
-    pub models: BTreeMap<String, ModelSummary>,
-    pub elapsed: Duration,
-    /// Partitions left dirty outside what was asked for.
-    pub still_dirty: usize,
-    /// Bronze rows read to bring the dedup index up to date: only the rows
-    /// new since the last run, unless the index had to be rebuilt.
-    pub bronze_rows_read: usize,
-}
-
-impl Summary {
-    pub fn partitions(&self) -> usize {
-        self.models.values().map(|m| m.partitions).sum()
-    }
-
-    pub fn rows(&self) -> usize {
-        self.models.values().map(|m| m.rows).sum()
-    }
-}
-
-/// What to build, per model: dates, or the whole table.
-#[derive(Debug, Default, Clone)]
-pub struct Plan {
-    pub dates: BTreeMap<Model, BTreeSet<Day>>,
-    pub whole: BTreeSet<Model>,
-    /// Whole-table models of a date range: built when an input partition
-    /// changed (they are dirty) or they were never built, since a table of
-    /// all dates is not "in" a range of dates.
-    pub whole_if_stale: BTreeSet<Model>,
-    /// Also build every partition marked dirty.
-    pub dirty: bool,
-}
-
-impl Plan {
-    pub fn one(model: Model, day: Day) -> Self {
-        let mut plan = Plan::default();
-        plan.add(model, [day]);
-        plan
-    }
-
-    pub fn range(models: &[Model], from: Day, to: Day) -> Self {
-        let mut plan = Plan::default();
-        for &m in models {
-            if m.is_daily() {
-                plan.add(m, from..=to);
-            } else {
-                plan.whole_if_stale.insert(m);
-            }
-        }
-        plan
-    }
-
-    pub fn dirty() -> Self {
-        Plan {
-            dirty: true,
-            ..Default::default()
-        }
-    }
-
-    fn add(&mut self, model: Model, days: impl IntoIterator<Item = Day>) {
-        if model.is_daily() {
-            self.dates.entry(model).or_default().extend(days);
-        } else {
-            self.whole.insert(model);
-        }
-    }
-
-    fn touches(&self, model: Model) -> bool {
-        self.whole.contains(&model) || self.dates.get(&model).is_some_and(|d| !d.is_empty())
     }
 }
 
@@ -233,7 +129,8 @@ impl Runner {
             // tasks of their own.
             let mut one_date: Vec<(Model, BTreeSet<Day>, bool)> = Vec::new();
             let mut in_order: Vec<(Model, BTreeSet<Day>)> = Vec::new();
-            let mut wholes = Vec::new();
+            // Dropped on an error above, the set aborts what it still runs.
+            let mut wholes = tokio::task::JoinSet::new();
             for model in level {
                 let (days, whole, all_dates) = self.planned(&plan, model).await?;
                 if days.is_empty() && !whole {
@@ -242,10 +139,7 @@ impl Runner {
                 match model {
                     _ if model.reads_one_date() => one_date.push((model, days, all_dates)),
                     Model::DimUsers | Model::ExperimentResults => {
-                        wholes.push((
-                            model,
-                            tokio::spawn(build_whole(self.io.clone(), self.config.clone(), model)),
-                        ));
+                        wholes.spawn(build_whole(self.io.clone(), self.config.clone(), model));
                     }
                     _ => in_order.push((model, days)),
                 }
@@ -286,8 +180,9 @@ impl Runner {
                 }
                 self.state.save()?;
             }
-            for (model, task) in wholes {
-                let (outcome, elapsed) = task.await.map_err(|e| Error::Task(e.to_string()))??;
+            while let Some(joined) = wholes.join_next().await {
+                let (model, outcome, elapsed) =
+                    joined.map_err(|e| Error::Task(e.to_string()))??;
                 self.summary.models.entry(model.name()).or_default().elapsed += elapsed;
                 self.record(model, None, outcome)?;
             }
@@ -564,7 +459,11 @@ impl Runner {
 
 /// Builds and stores a whole-table model; returns what became of it and
 /// how long it took.
-async fn build_whole(io: LakeIo, config: BatchConfig, model: Model) -> Result<(Outcome, Duration)> {
+async fn build_whole(
+    io: LakeIo,
+    config: BatchConfig,
+    model: Model,
+) -> Result<(Model, Outcome, Duration)> {
     let started = Instant::now();
     let batch = match model {
         Model::DimUsers => dim_users::build(&io).await?,
@@ -572,7 +471,7 @@ async fn build_whole(io: LakeIo, config: BatchConfig, model: Model) -> Result<(O
         other => unreachable!("{other:?} is not a whole-table model"),
     };
     let outcome = replace_if_changed(&io, model, None, vec![batch]).await?;
-    Ok((outcome, started.elapsed()))
+    Ok((model, outcome, started.elapsed()))
 }
 
 /// Replaces a partition (or, with `day` None, an unpartitioned table)
