@@ -17,7 +17,7 @@ use crate::compare::{canonical_rows, rows_by_partition};
 use crate::dates::{Day, format_day};
 use crate::error::{Error, Result};
 use crate::io::{LakeIo, conform, on_date};
-use crate::model::{Model, downstream, levels};
+use crate::model::{Affected, Model, downstream, levels};
 use crate::models::silver_events::Tail;
 use crate::models::{
     activity, dim_users, experiments, funnels, sessions, silver_events, sql_models,
@@ -204,20 +204,29 @@ impl Runner {
             self.progress.planned(1);
             whole = true;
         }
-        let mut all_dates = false;
+        // A one-date model never built, or stale on every date (its
+        // configuration changed, or such a build was interrupted), is built
+        // for every silver date whenever it is built at all: whole-table
+        // models read all of its dates.
+        if model.reads_one_date() && !self.io.exists(model.table()) {
+            self.state.mark(model, &Affected::Everything);
+            self.state.save()?;
+        }
+        let dirty = self.state.dirty(model);
+        let asked = plan.dirty || !days.is_empty();
+        let all_dates = asked && dirty.everything && model.reads_one_date();
+        let mut extra = BTreeSet::new();
         if plan.dirty {
-            let dirty = self.state.dirty(model);
-            let mut extra: BTreeSet<Day> = self.state.dirty_days(model);
-            all_dates = dirty.everything && model.reads_one_date();
-            if all_dates {
-                extra.extend(self.io.partitions(Model::Events.table()).await?);
-                extra.extend(self.io.partitions(model.table()).await?);
-            }
-            self.progress
-                .planned(extra.difference(&days).count() as u64);
-            days.extend(extra);
+            extra.extend(self.state.dirty_days(model));
             whole |= dirty.everything;
         }
+        if all_dates {
+            extra.extend(self.io.partitions(Model::Events.table()).await?);
+            extra.extend(self.io.partitions(model.table()).await?);
+        }
+        self.progress
+            .planned(extra.difference(&days).count() as u64);
+        days.extend(extra);
         Ok((days, whole, all_dates))
     }
 
@@ -236,7 +245,7 @@ impl Runner {
                 .insert(model.name(), now.clone());
             if before.as_ref().is_some_and(|b| *b != now) {
                 tracing::info!(model = %model.name(), "configuration changed: every partition is dirty");
-                self.state.mark(model, &crate::model::Affected::Everything);
+                self.state.mark(model, &Affected::Everything);
             }
             save |= before.as_ref() != Some(&now);
         }
