@@ -210,7 +210,7 @@ impl LakeIo {
 }
 
 /// Rows per Parquet row group of a model's output.
-pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// How model outputs are written. zstd at level 1 compresses faster than
 /// the default level 3, for somewhat larger files. Row groups of
