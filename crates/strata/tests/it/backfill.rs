@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::process::{Served, run, send_generated, strata};
+use crate::process::{Served, assert_success, run, send_generated, strata};
 
 const TABLES: [(&str, Option<&str>); 12] = [
     ("silver.events", Some("event_date")),
@@ -35,11 +35,7 @@ fn snapshot(dir: &Path) -> Snapshot {
             &["sql", &format!("select * from {table}"), "--format", "json"],
             dir,
         );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
         let rows: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_default();
         for row in rows {
             let key = partition
@@ -92,11 +88,7 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
     let dir = dir.path();
     send_traffic(dir, "11");
     let out = run(&backfill_args(), dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let old = snapshot(dir);
 
     // More people on the same dates: every partition gets a new version.
@@ -125,11 +117,7 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
     let killed = snapshot(dir);
 
     let out = run(&backfill_args(), dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let new = snapshot(dir);
     assert_ne!(old, new, "the second traffic changed nothing");
     assert_ne!(killed, new, "the kill came after the backfill had finished");
@@ -192,9 +180,5 @@ fn run_and_backfill_refuse_bad_arguments() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }

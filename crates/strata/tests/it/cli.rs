@@ -1,4 +1,4 @@
-use crate::process::{run, strata};
+use crate::process::{assert_success, run, strata};
 
 #[test]
 fn every_subcommand_has_help() {
@@ -89,11 +89,7 @@ fn generate_is_deterministic_for_a_seed() {
             .arg(path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
     let a = std::fs::read(&a).unwrap();
     assert!(!a.is_empty());

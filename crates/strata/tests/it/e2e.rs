@@ -1,4 +1,4 @@
-use crate::process::{KEY, Served, count, strata};
+use crate::process::{KEY, Served, assert_success, count, strata};
 
 /// generate → POST /v1/batch → log → bronze, then a clean SIGTERM.
 #[test]
@@ -20,11 +20,7 @@ fn generated_traffic_lands_in_bronze_exactly() {
         .args(["--write-key", KEY])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // "sent N messages in R requests: A accepted, J rejected"
     let numbers: Vec<i64> = stdout

@@ -13,6 +13,15 @@ pub fn strata() -> Command {
     command
 }
 
+/// Fails the test with the command's stderr unless it exited with success.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn run(args: &[&str], data_dir: &Path) -> Output {
     strata()
         .args(args)
@@ -104,11 +113,7 @@ impl Drop for Served {
 /// `strata sql ... --format json` → the single number it returns.
 pub fn count(data_dir: &Path, sql: &str) -> i64 {
     let out = run(&["sql", sql, "--format", "json"], data_dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = rows[0].as_object().unwrap();
     row.values().next().unwrap().as_i64().unwrap()
@@ -128,9 +133,5 @@ pub fn send_generated(base: &str, days: &str, users: &str, seed: &str) {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }

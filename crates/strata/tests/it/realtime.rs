@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::{KEY, Served, run, send_generated, strata};
+use crate::process::{KEY, Served, assert_success, run, send_generated, strata};
 
 fn get(url: &str) -> (u16, Value) {
     let out = std::process::Command::new("curl")
@@ -105,11 +105,7 @@ fn realtime_figures_move_within_seconds_of_traffic() {
 /// `strata sql` → rows of strings.
 fn rows(dir: &Path, sql: &str) -> Vec<Vec<String>> {
     let out = run(&["sql", sql, "--format", "csv"], dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .skip(1)
@@ -163,11 +159,7 @@ fn closed_minutes_match_the_batch_path() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let batch = minutes(
         dir.path(),
         "select cast(event_ts as bigint) / 60000000 * 60000000 as m, event_name, count(*), \
@@ -229,11 +221,7 @@ fn kill_minus_nine_mid_stream_counts_every_event_once() {
             .args(["--start", "2026-03-01", "--out", "-"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         String::from_utf8(out.stdout).unwrap()
     };
     // Without sentAt the event time is the message's own timestamp, the
