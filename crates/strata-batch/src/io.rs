@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
-use deltalake::arrow::compute::{cast, concat_batches};
+use deltalake::arrow::compute::cast;
 use deltalake::datafusion::common::{ScalarValue, TableReference};
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::config::SessionConfig;
@@ -318,17 +318,6 @@ pub fn conform(def: &TableDef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBa
         out.push(RecordBatch::new_empty(schema));
     }
     Ok(out)
-}
-
-/// One batch out of many, or an empty batch of the given schema.
-pub fn concat(
-    schema: &deltalake::arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch> {
-    if batches.is_empty() {
-        return Ok(RecordBatch::new_empty(schema.clone()));
-    }
-    Ok(concat_batches(&batches[0].schema(), batches)?)
 }
 
 /// Shared by the models: a typed view of one column of a batch, with Utf8

@@ -131,8 +131,14 @@ impl Runner {
             let mut in_order: Vec<(Model, BTreeSet<Day>)> = Vec::new();
             // Dropped on an error above, the set aborts what it still runs.
             let mut wholes = tokio::task::JoinSet::new();
+            // Read once per level: the one-date models' span of dates.
+            let silver_days = if level.iter().any(|m| m.reads_one_date()) {
+                self.io.partitions(Model::Events.table()).await?
+            } else {
+                BTreeSet::new()
+            };
             for model in level {
-                let (days, whole, all_dates) = self.planned(&plan, model).await?;
+                let (days, whole, all_dates) = self.planned(&plan, model, &silver_days).await?;
                 if days.is_empty() && !whole {
                     continue;
                 }
@@ -172,7 +178,7 @@ impl Runner {
                     model_started.elapsed();
             }
             if !one_date.is_empty() {
-                self.build_dates(&one_date).await?;
+                self.build_dates(&one_date, &silver_days).await?;
                 for (model, _, all_dates) in one_date {
                     if all_dates {
                         self.state.clear_everything(model);
@@ -194,7 +200,12 @@ impl Runner {
 
     /// What of `model` to build: its dates, whether the whole table, and
     /// whether every date (a dirty mark on all of a one-date model).
-    async fn planned(&mut self, plan: &Plan, model: Model) -> Result<(BTreeSet<Day>, bool, bool)> {
+    async fn planned(
+        &mut self,
+        plan: &Plan,
+        model: Model,
+        silver_days: &BTreeSet<Day>,
+    ) -> Result<(BTreeSet<Day>, bool, bool)> {
         let mut days = plan.dates.get(&model).cloned().unwrap_or_default();
         let mut whole = plan.whole.contains(&model);
         if !whole
@@ -221,7 +232,7 @@ impl Runner {
             whole |= dirty.everything;
         }
         if all_dates {
-            extra.extend(self.io.partitions(Model::Events.table()).await?);
+            extra.extend(silver_days);
             extra.extend(self.io.partitions(model.table()).await?);
         }
         self.progress
@@ -374,8 +385,11 @@ impl Runner {
 
     /// Builds one-date models' partitions, `parallel` at a time across
     /// models and dates.
-    async fn build_dates(&mut self, work: &[(Model, BTreeSet<Day>, bool)]) -> Result<()> {
-        let silver_days = self.io.partitions(Model::Events.table()).await?;
+    async fn build_dates(
+        &mut self,
+        work: &[(Model, BTreeSet<Day>, bool)],
+        silver_days: &BTreeSet<Day>,
+    ) -> Result<()> {
         let (first, last) = match (silver_days.first(), silver_days.last()) {
             (Some(f), Some(l)) => (*f, *l),
             _ => (i32::MAX, i32::MIN),
