@@ -99,12 +99,19 @@ impl Plan {
         }
     }
 
-    fn add(&mut self, model: Model, days: impl IntoIterator<Item = Day>) {
+    /// Dates of a daily model, or the whole of an unpartitioned one.
+    pub fn add(&mut self, model: Model, days: impl IntoIterator<Item = Day>) {
         if model.is_daily() {
             self.dates.entry(model).or_default().extend(days);
         } else {
             self.whole.insert(model);
         }
+    }
+
+    /// Every partition of a model: the whole table, or each date silver
+    /// has for a daily model.
+    pub fn add_all(&mut self, model: Model) {
+        self.whole.insert(model);
     }
 
     pub(crate) fn touches(&self, model: Model) -> bool {

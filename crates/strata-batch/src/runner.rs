@@ -96,20 +96,14 @@ impl Runner {
         // received rows since the last run.
         let mut index = None;
         if plan.dirty || plan.touches(Model::Events) {
-            let indexing = Instant::now();
-            let mut built =
-                BronzeIndex::build(&self.io, self.state.dir(), &self.state.state.bronze_seen)
-                    .await?;
-            tracing::debug!(elapsed = ?indexing.elapsed(), incremental = built.incremental, rows_read = built.rows_read, "bronze index built");
-            self.state
-                .mark_days(Model::Events, built.new_days.iter().copied());
-            self.state.state.bronze_seen = built.ends.clone();
-            // The state first: an index saved ahead of it would hide the new
-            // rows' dates from a run that resumes after a crash.
-            self.state.save()?;
-            built.save()?;
-            self.summary.bronze_rows_read = built.rows_read;
-            index = Some(built);
+            index = Some(self.update_index().await?);
+        }
+        if plan.touches(Model::Events) && plan.whole.contains(&Model::Events) {
+            // Every date of silver.events: those it has and those bronze has.
+            let mut days = self.io.partitions(Model::Events.table()).await?;
+            days.extend(self.state.dirty_days(Model::Events));
+            plan.add(Model::Events, days);
+            plan.whole.remove(&Model::Events);
         }
         let events_pending = plan.touches(Model::Events)
             || (plan.dirty && !self.state.dirty(Model::Events).is_empty());
@@ -198,6 +192,32 @@ impl Runner {
         Ok(std::mem::take(&mut self.summary))
     }
 
+    /// Brings bronze's dedup index up to date and marks the event dates of
+    /// rows new since the last run dirty.
+    async fn update_index(&mut self) -> Result<BronzeIndex> {
+        let indexing = Instant::now();
+        let mut built =
+            BronzeIndex::build(&self.io, self.state.dir(), &self.state.state.bronze_seen).await?;
+        tracing::debug!(elapsed = ?indexing.elapsed(), incremental = built.incremental, rows_read = built.rows_read, "bronze index built");
+        self.state
+            .mark_days(Model::Events, built.new_days.iter().copied());
+        self.state.state.bronze_seen = built.ends.clone();
+        // The state first: an index saved ahead of it would hide the new
+        // rows' dates from a run that resumes after a crash.
+        self.state.save()?;
+        built.save()?;
+        self.summary.bronze_rows_read = built.rows_read;
+        Ok(built)
+    }
+
+    /// Looks for bronze rows landed since the last run and marks their
+    /// event dates dirty, building nothing: the scheduler's late-data sensor.
+    /// Returns the bronze rows read.
+    pub async fn scan_bronze(&mut self) -> Result<usize> {
+        self.summary = Summary::default();
+        Ok(self.update_index().await?.rows_read)
+    }
+
     /// What of `model` to build: its dates, whether the whole table, and
     /// whether every date (a dirty mark on all of a one-date model).
     async fn planned(
@@ -225,7 +245,9 @@ impl Runner {
         }
         let dirty = self.state.dirty(model);
         let asked = plan.dirty || !days.is_empty();
-        let all_dates = asked && dirty.everything && model.reads_one_date();
+        // Asked for whole, a one-date model is built on every date.
+        let all_dates =
+            model.reads_one_date() && (plan.whole.contains(&model) || (asked && dirty.everything));
         let mut extra = BTreeSet::new();
         if plan.dirty {
             extra.extend(self.state.dirty_days(model));

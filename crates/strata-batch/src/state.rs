@@ -78,6 +78,32 @@ impl StateFile {
         Ok(state)
     }
 
+    /// Opens the state for a run, waiting while another run holds the lock
+    /// (the scheduler's workers take turns on one data dir).
+    pub async fn open_waiting(dir: &Path) -> Result<Self> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let lock_path = dir.join("lock");
+            let err = |source| Error::State {
+                path: lock_path.display().to_string(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(err)?;
+            lock.lock().map_err(err)?;
+            let mut state = Self::read(&dir)?;
+            state._lock = Some(lock);
+            Ok(state)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
     /// Reads the state without taking the lock (for reporting).
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("state.json");

@@ -1,7 +1,7 @@
 //! The TOML configuration of SPEC §1. Every key has a default, unknown keys are
 //! errors that name the key, and `strata serve` works with no file at all.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,12 +80,46 @@ impl Default for ExperimentsConfig {
     }
 }
 
+/// The scheduler (`strata serve`, role `scheduler`) and its run store.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestratorConfig {
+    /// PostgreSQL shared by several schedulers; default a SQLite file in
+    /// the data dir.
     pub database_url: Option<String>,
+    /// How often newly landed bronze rows are looked for and the partitions
+    /// they make dirty are queued.
     #[serde(deserialize_with = "de_duration")]
     pub dirty_check_interval: Duration,
+    /// Cron expression (with seconds, UTC) for the hourly models.
+    pub hourly_schedule: String,
+    /// Cron expression (with seconds, UTC) for the daily models.
+    pub daily_schedule: String,
+    /// How long after a scheduled time the run waits for stragglers.
+    #[serde(deserialize_with = "de_duration")]
+    pub straggler_delay: Duration,
+    /// Attempts of a run before it fails for good.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each attempt, with jitter.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_delay: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub max_retry_delay: Duration,
+    /// A run taking longer is stopped and counted as a failed attempt.
+    #[serde(deserialize_with = "de_duration")]
+    pub run_timeout: Duration,
+    /// Per-model overrides of `run_timeout`, e.g. `"gold.dim_users" = "10m"`.
+    #[serde(deserialize_with = "de_duration_map")]
+    pub timeouts: BTreeMap<String, Duration>,
+    /// A running run whose worker has not renewed it for this long is
+    /// taken to be abandoned and queued again.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// How often an idle scheduler looks for work.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// Partitions one worker builds at the same time.
+    pub parallel: usize,
 }
 
 impl Default for OrchestratorConfig {
@@ -93,6 +127,17 @@ impl Default for OrchestratorConfig {
         Self {
             database_url: None,
             dirty_check_interval: Duration::from_secs(300),
+            hourly_schedule: "0 0 * * * *".into(),
+            daily_schedule: "0 0 0 * * *".into(),
+            straggler_delay: Duration::from_secs(600),
+            max_attempts: 3,
+            retry_delay: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(900),
+            run_timeout: Duration::from_secs(3600),
+            timeouts: BTreeMap::new(),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            parallel: 2,
         }
     }
 }
@@ -202,6 +247,15 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration,
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+fn de_duration_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, Duration>, D::Error> {
+    BTreeMap::<String, String>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, parse_duration(&v).map_err(serde::de::Error::custom)?)))
+        .collect()
+}
+
 /// Parses durations such as `"24h"`, `"7d"`, `"5m"`, `"90s"`.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
@@ -287,6 +341,17 @@ impl Config {
         if self.stream.dedup_ttl < self.stream.allowed_lateness {
             return Err(Error::ConfigInvalid(
                 "stream.dedup_ttl must be at least stream.allowed_lateness".into(),
+            ));
+        }
+        let o = &self.orchestrator;
+        if o.max_attempts == 0 || o.parallel == 0 {
+            return Err(Error::ConfigInvalid(
+                "orchestrator.max_attempts and orchestrator.parallel must be at least 1".into(),
+            ));
+        }
+        if o.lease < Duration::from_secs(1) || o.dirty_check_interval.is_zero() {
+            return Err(Error::ConfigInvalid(
+                "orchestrator.lease must be at least 1s and dirty_check_interval above zero".into(),
             ));
         }
         if self.stream.checkpoint_interval.is_zero() {

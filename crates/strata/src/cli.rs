@@ -29,7 +29,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run all roles in one process: collector, log, bronze loader.
+    /// Run all roles in one process: collector, log, bronze loader, stream
+    /// processor and scheduler.
     Serve(ServeArgs),
     /// `serve` plus a built-in synthetic shop app: history, then live traffic.
     Demo(DemoArgs),
@@ -41,8 +42,8 @@ pub enum Command {
     Run(RunArgs),
     /// Rebuild a date range of one model or all, in dependency order.
     Backfill(BackfillArgs),
-    /// Freshness of the tables and quarantine counts.
-    Status,
+    /// Freshness of the tables, model runs, quarantine counts.
+    Status(StatusArgs),
     /// Measure Strata on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -56,6 +57,9 @@ pub enum Role {
     Loader,
     /// The stream processor: realtime.events_minute and /api/realtime.
     Stream,
+    /// The orchestrator: schedules, the late-data sensor and model runs
+    /// from the run store (several may share a PostgreSQL store).
+    Scheduler,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -128,6 +132,13 @@ pub struct SqlArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print the model runs as JSON (what `GET /api/runs` answers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Model to build, e.g. `silver.events` or `gold.daily_active_users`.
     #[arg(required_unless_present = "dirty")]
@@ -152,7 +163,7 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "D", value_parser = crate::commands::batch::parse_date)]
     pub to: chrono::NaiveDate,
     /// Partitions built at the same time.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = parse_parallel)]
     pub parallel: usize,
 }
 
@@ -216,4 +227,11 @@ pub struct BenchIngestArgs {
     /// Target events per second across all connections (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+}
+
+fn parse_parallel(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
 }

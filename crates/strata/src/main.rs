@@ -36,7 +36,7 @@ fn main() {
             Command::Sql(args) => commands::sql::run(&cli.global, args).await,
             Command::Run(args) => commands::batch::run(&cli.global, args).await,
             Command::Backfill(args) => commands::batch::backfill(&cli.global, args).await,
-            Command::Status => commands::status::run(&cli.global).await,
+            Command::Status(args) => commands::status::run(&cli.global, args).await,
             Command::Bench(BenchCommand::Ingest(args)) => {
                 commands::bench::ingest(&cli.global, args).await
             }

@@ -1,7 +1,8 @@
 //! Wiring of the roles into one process: the log, the collector's HTTP
-//! server, the bronze loader and the stream processor, with an orderly
-//! shutdown (stop accepting, finish in-flight requests, drain the log into
-//! bronze and the realtime table, commit, exit).
+//! server, the bronze loader, the stream processor and the scheduler, with
+//! an orderly shutdown (stop accepting, finish in-flight requests, drain the
+//! log into bronze and the realtime table, give unfinished model runs back
+//! to the queue, commit, exit).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -134,6 +135,33 @@ impl Server {
             stream = Some(processor);
         }
 
+        // The scheduler's store is opened before serving so `/api/runs`
+        // answers from the first request, and a bad database_url fails
+        // start-up instead of a later request.
+        let store = if has(Role::Scheduler) || has(Role::Collector) {
+            Some(crate::commands::batch::open_store(config).await?)
+        } else {
+            None
+        };
+        let mut scheduler = None;
+        if has(Role::Scheduler) {
+            let runner = crate::commands::batch::scheduler(
+                config,
+                config.orchestrator.parallel,
+                true,
+                true,
+            )
+            .await?;
+            let stop = stop_rx.clone();
+            scheduler = Some(tokio::spawn(async move {
+                let result = runner.run(stop).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "scheduler stopped; gold tables will fall behind");
+                }
+                result.map_err(CliError::from)
+            }));
+        }
+
         let mut http = None;
         let mut addr = None;
         if has(Role::Collector) {
@@ -149,6 +177,9 @@ impl Server {
                 strata_collector::router(collector.clone()).merge(crate::commands::home::router());
             if let Some(handle) = realtime.clone() {
                 app = app.merge(strata_stream::api::router(handle));
+            }
+            if let Some(store) = store.clone() {
+                app = app.merge(crate::commands::runs_api::router(config.clone(), store));
             }
             let mut http_stop = stop_rx.clone();
             http = Some((
@@ -192,9 +223,11 @@ impl Server {
                     Err(e) => tracing::error!(error = %e, "http server panicked"),
                 }
             }
+            // The scheduler gives its unfinished runs back to the queue.
+            let scheduled = join_consumer("scheduler", scheduler).await;
             // Only now is no request left that could append to the log.
             let _ = drain.send(true);
-            let result = join_consumer("bronze loader", loader).await;
+            let result = scheduled.and(join_consumer("bronze loader", loader).await);
             let result = result.and(join_consumer("stream processor", stream).await);
             log.close();
             result

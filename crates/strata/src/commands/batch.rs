@@ -1,95 +1,175 @@
-//! `strata run` and `strata backfill`: the batch models, in dependency
-//! order, with a progress bar and a summary.
+//! `strata run` and `strata backfill`: partitions queued in the run store
+//! and worked by this process (and by any scheduler sharing the store), in
+//! dependency order, with a progress bar and a summary.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_batch::dates::day_of;
-use strata_batch::{BatchConfig, LakeIo, Model, Plan, Progress, Runner, StateFile, Summary};
+use strata_batch::dates::format_day;
+use strata_batch::Model;
 use strata_core::config::Config;
-use strata_lake::Lake;
+use strata_orchestrator::backfill::{self, Request};
+use strata_orchestrator::store::{ALL, Counts, Run};
+use strata_orchestrator::{BatchWorkload, RunKey, RunState, RunStore, Scheduler, SchedulerConfig};
 
 use crate::cli::{BackfillArgs, GlobalArgs, RunArgs};
 use crate::error::{CliError, Result};
 use crate::server::load_config;
 
-pub fn runner(config: &Config) -> Result<Runner> {
-    let io = LakeIo::new(Lake::new(config.lake_dir()));
-    let state = StateFile::open(&strata_batch::state_dir(&config.data_dir))?;
-    let batch = BatchConfig {
-        funnels: config.effective_funnels(),
-        experiments: config.experiments.clone(),
-    };
-    Ok(Runner::new(io, batch, state))
+pub async fn open_store(config: &Config) -> Result<RunStore> {
+    Ok(RunStore::for_data_dir(
+        &config.data_dir,
+        config.orchestrator.database_url.as_deref(),
+    )
+    .await?)
 }
 
-struct Bar(ProgressBar);
-
-impl Progress for Bar {
-    fn planned(&self, n: u64) {
-        self.0.inc_length(n);
-    }
-
-    fn done(&self, model: &str, partition: &str, _rows: usize) {
-        self.0.set_message(format!("{model} {partition}"));
-        self.0.inc(1);
-    }
+/// A scheduler over the data dir's models. `serving`: fire schedules and
+/// sense dirty partitions (`strata serve`).
+pub async fn scheduler(
+    config: &Config,
+    parallel: usize,
+    sense_dirty: bool,
+    fire_schedules: bool,
+) -> Result<Scheduler<BatchWorkload>> {
+    let store = open_store(config).await?;
+    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let mut settings = SchedulerConfig::from_config(&config.orchestrator, funnel_days)?;
+    settings.sense_dirty = sense_dirty;
+    settings.fire_schedules = fire_schedules;
+    let workload = Arc::new(BatchWorkload::new(config, parallel));
+    Ok(Scheduler::new(store, workload, settings).await?)
 }
 
-fn bar() -> Arc<Bar> {
+fn bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} partitions {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Arc::new(Bar(bar))
+    bar
 }
 
-pub fn print_summary(summary: &Summary) {
+/// Per model: partitions built, rows written and seconds from the first
+/// start to the last finish of its runs.
+fn print_summary(runs: &[Run]) {
+    #[derive(Default)]
+    struct Line {
+        partitions: usize,
+        rows: i64,
+        first: Option<i64>,
+        last: Option<i64>,
+    }
+    let mut lines: BTreeMap<&str, Line> = BTreeMap::new();
+    for run in runs.iter().filter(|r| r.state == RunState::Succeeded) {
+        let line = lines.entry(&run.key.model).or_default();
+        line.partitions += 1;
+        line.rows += run.rows_written.unwrap_or(0);
+        line.first = line.first.min(run.started_at).or(run.started_at);
+        line.last = line.last.max(run.finished_at);
+    }
+    let seconds = |l: &Line| match (l.first, l.last) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e6,
+        _ => 0.0,
+    };
     println!(
         "{:<28} {:>10} {:>12} {:>9}",
         "model", "partitions", "rows", "seconds"
     );
-    for (model, s) in &summary.models {
+    for (model, line) in &lines {
         println!(
             "{model:<28} {:>10} {:>12} {:>9.2}",
-            s.partitions,
-            s.rows,
-            s.elapsed.as_secs_f64()
+            line.partitions,
+            line.rows,
+            seconds(line)
         );
     }
+    let total = Line {
+        partitions: lines.values().map(|l| l.partitions).sum(),
+        rows: lines.values().map(|l| l.rows).sum(),
+        first: lines.values().filter_map(|l| l.first).min(),
+        last: lines.values().filter_map(|l| l.last).max(),
+    };
     println!(
         "{:<28} {:>10} {:>12} {:>9.2}",
         "total",
-        summary.partitions(),
-        summary.rows(),
-        summary.elapsed.as_secs_f64()
+        total.partitions,
+        total.rows,
+        seconds(&total)
     );
-    if summary.still_dirty > 0 {
+    for run in runs.iter().filter(|r| !matches!(r.state, RunState::Succeeded)) {
         println!(
-            "{} partitions outside this run are dirty; `strata run --dirty` rebuilds them",
-            summary.still_dirty
+            "{} {}: {}",
+            run.key,
+            run.state.as_str(),
+            run.error.as_deref().unwrap_or("")
         );
     }
 }
 
-async fn execute(runner: Runner, plan: Plan) -> Result<()> {
+/// Queues the request (or resumes it) and works it to the end.
+async fn work(config: &Config, parallel: usize, request: Request) -> Result<()> {
+    let mut scheduler = scheduler(config, parallel, false, false).await?;
+    let started = backfill::start(&scheduler, &request).await?;
+    if started.resumed {
+        eprintln!(
+            "resuming the unfinished {} of {}..{} ({} runs)",
+            request.target, request.from, request.to, started.runs
+        );
+    }
     let bar = bar();
-    let mut runner = runner.with_progress(bar.clone());
-    let summary = runner.execute(plan).await;
-    bar.0.finish_and_clear();
-    print_summary(&summary?);
+    let poll = config.orchestrator.poll_interval.min(std::time::Duration::from_millis(200));
+    let counts = backfill::work(&mut scheduler, &started.id, poll, |counts: &Counts, tick| {
+        bar.set_length(counts.total() as u64);
+        bar.set_position(counts.done() as u64);
+        if let Some((key, _)) = tick.executed.last() {
+            bar.set_message(key.to_string());
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    print_summary(&scheduler.store().runs_of_backfill(&started.id).await?);
+    report_dirty(config, &scheduler).await;
+    if counts.failed + counts.blocked > 0 {
+        return Err(CliError::Runtime(format!(
+            "{} partitions failed and {} were blocked by them; run the same command again to retry them",
+            counts.failed, counts.blocked
+        )));
+    }
     Ok(())
+}
+
+/// Partitions this command left dirty, and who rebuilds them.
+async fn report_dirty(config: &Config, scheduler: &Scheduler<BatchWorkload>) {
+    let Ok(state) = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir)) else {
+        return;
+    };
+    let pending = scheduler.store().pending().await.map(|p| p.len()).unwrap_or(0);
+    let dirty = state.all_dirty().len();
+    if dirty > 0 {
+        println!(
+            "{dirty} partitions outside this run are dirty ({pending} runs queued); \
+             `strata run --dirty` or a running `strata serve` rebuilds them"
+        );
+    }
 }
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<()> {
     let config = load_config(global, None)?;
-    let plan = match (args.model.as_deref(), args.date, args.dirty) {
-        (None, None, true) => Plan::dirty(),
-        (Some(model), Some(date), false) => Plan::one(Model::parse(model)?, day_of(date)),
+    let key = match (args.model.as_deref(), args.date, args.dirty) {
+        (None, None, true) => return run_dirty(&config).await,
+        (Some(model), Some(date), false) => {
+            let model = Model::parse(model)?;
+            if model.is_daily() {
+                RunKey::new(model.name(), format_day(strata_batch::dates::day_of(date)))
+            } else {
+                RunKey::new(model.name(), ALL)
+            }
+        }
         (Some(model), None, false) if !Model::parse(model)?.is_daily() => {
-            Plan::one(Model::parse(model)?, 0)
+            RunKey::new(Model::parse(model)?.name(), ALL)
         }
         (Some(model), None, false) => {
             return Err(CliError::Usage(format!(
@@ -102,7 +182,56 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<()> {
             ));
         }
     };
-    execute(runner(&config)?, plan).await
+    let request = Request {
+        target: format!("run {}", key.model),
+        from: key.partition.clone(),
+        to: key.partition.clone(),
+        partitions: vec![(key, false)],
+        reason: "manual".into(),
+    };
+    work(&config, config.orchestrator.parallel, request).await
+}
+
+/// Every dirty partition, and what rebuilding them makes dirty, until none is left.
+async fn run_dirty(config: &Config) -> Result<()> {
+    let mut scheduler = scheduler(config, config.orchestrator.parallel, true, false).await?;
+    let bar = bar();
+    let mut executed: Vec<(RunKey, RunState)> = Vec::new();
+    loop {
+        let tick = scheduler.tick(strata_orchestrator::store::now_micros()).await?;
+        let pending = scheduler.store().pending().await?;
+        executed.extend(tick.executed.iter().cloned());
+        let done = executed.iter().filter(|(_, s)| *s != RunState::Queued).count();
+        bar.set_length((done + pending.len()) as u64);
+        bar.set_position(done as u64);
+        if let Some((key, _)) = tick.executed.last() {
+            bar.set_message(key.to_string());
+        }
+        if tick.executed.is_empty() {
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(config.orchestrator.poll_interval).await;
+        }
+    }
+    bar.finish_and_clear();
+    let failed: Vec<&RunKey> = executed
+        .iter()
+        .filter(|(_, s)| *s == RunState::Failed)
+        .map(|(k, _)| k)
+        .collect();
+    println!(
+        "{} partitions rebuilt",
+        executed.iter().filter(|(_, s)| *s == RunState::Succeeded).count()
+    );
+    if !failed.is_empty() {
+        return Err(CliError::Runtime(format!(
+            "{} partitions failed (see `strata status`): {}",
+            failed.len(),
+            failed.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
 }
 
 pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> Result<()> {
@@ -113,17 +242,39 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> Result<()> {
             args.from, args.to
         )));
     }
-    let plan = if args.model == "all" {
+    let dates: Vec<String> = args
+        .from
+        .iter_days()
+        .take_while(|d| *d <= args.to)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect();
+    let models: Vec<(Model, bool)> = if args.model == "all" {
         // Whole-table models come along when what they read changed.
-        Plan::range(&Model::ALL, day_of(args.from), day_of(args.to))
+        Model::ALL
+            .into_iter()
+            .filter(|m| *m != Model::Identity)
+            .map(|m| (m, !m.is_daily()))
+            .collect()
     } else {
-        match Model::parse(&args.model)? {
-            // Asked for by name: a whole-table model is rebuilt.
-            model if !model.is_daily() => Plan::one(model, 0),
-            model => Plan::range(&[model], day_of(args.from), day_of(args.to)),
-        }
+        // Asked for by name: a whole-table model is rebuilt.
+        vec![(Model::parse(&args.model)?, false)]
     };
-    execute(runner(&config)?.with_parallel(args.parallel), plan).await
+    let mut partitions = Vec::new();
+    for (model, if_stale) in models {
+        if model.is_daily() {
+            partitions.extend(dates.iter().map(|d| (RunKey::new(model.name(), d), false)));
+        } else {
+            partitions.push((RunKey::new(model.name(), ALL), if_stale));
+        }
+    }
+    let request = Request {
+        target: args.model.clone(),
+        from: args.from.to_string(),
+        to: args.to.to_string(),
+        partitions,
+        reason: "backfill".into(),
+    };
+    work(&config, args.parallel, request).await
 }
 
 pub fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {

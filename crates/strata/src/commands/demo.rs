@@ -18,6 +18,12 @@ const LIVE_SHOPS: u64 = 16;
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     let mut config = load_config(global, args.listen)?;
     ensure_default_source(&mut config)?;
+    // The scheduler role keeps silver and gold current; a demo shows the
+    // history in gold within a minute, not at the next five-minute look.
+    config.orchestrator.dirty_check_interval = config
+        .orchestrator
+        .dirty_check_interval
+        .min(std::time::Duration::from_secs(30));
     let write_key = config.sources[0].write_key.clone();
     let server = Server::start(&config, &[]).await?;
     let addr = server
@@ -49,8 +55,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
             ..GeneratorConfig::default()
         })
     };
-    let history_done = std::sync::Arc::new(tokio::sync::Notify::new());
-    let models = tokio::spawn(refresh_models(config.clone(), history_done.clone()));
     let generator = shop(args.seed);
     let poster = Poster::new(&url, &write_key)?;
     let traffic = tokio::spawn(async move {
@@ -76,7 +80,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
             {
                 Ok(stats) => {
                     let _ = std::fs::write(&marker, stats.messages.to_string());
-                    history_done.notify_one();
                     println!(
                         "backfilled {} days of history: {} messages ({} rejected by design: malformed on purpose); streaming live traffic",
                         args.days, stats.messages, stats.rejected
@@ -89,7 +92,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
             }
         } else {
             history.for_each(drop);
-            history_done.notify_one();
             println!("history already loaded in this data dir; streaming live traffic");
         }
         let mut shops = match others.await {
@@ -110,40 +112,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     });
     let result = server.run_until_signal().await;
     traffic.abort();
-    models.abort();
     result
-}
-
-/// Keeps silver and gold current while the demo runs: the dirty partitions
-/// (new bronze dates, late events, new identity links) are rebuilt once the
-/// history has landed in bronze, then every `dirty_check_interval`.
-async fn refresh_models(
-    config: strata_core::config::Config,
-    history_done: std::sync::Arc<tokio::sync::Notify>,
-) {
-    history_done.notified().await;
-    // The loader flushes on a timer; give it time to commit the history.
-    let settle = config.loader.flush_interval * 3 + std::time::Duration::from_secs(2);
-    let mut next = tokio::time::Instant::now() + settle;
-    loop {
-        tokio::time::sleep_until(next).await;
-        next = tokio::time::Instant::now() + config.orchestrator.dirty_check_interval;
-        let result = async {
-            let mut runner = crate::commands::batch::runner(&config)?;
-            Ok::<_, CliError>(runner.execute(strata_batch::Plan::dirty()).await?)
-        }
-        .await;
-        match result {
-            Ok(summary) if summary.partitions() > 0 => println!(
-                "models refreshed: {} partitions, {} rows in {:.1}s",
-                summary.partitions(),
-                summary.rows(),
-                summary.elapsed.as_secs_f64()
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!("model refresh failed (will retry): {e}"),
-        }
-    }
 }
 
 /// Merges generators that are each ordered by send time into one such stream.

@@ -5,6 +5,7 @@ pub mod bench_stream;
 pub mod demo;
 pub mod generate;
 pub mod home;
+pub mod runs_api;
 pub mod serve;
 pub mod sql;
 pub mod status;

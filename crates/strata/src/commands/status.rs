@@ -1,14 +1,90 @@
-//! `strata status`: how fresh each table is and what was quarantined.
+//! `strata status`: how fresh each table is, what the model runs did (last
+//! success, running, failed with its error, blocked, next scheduled) and
+//! what was quarantined.
 
 use strata_lake::query::format_batches;
 use strata_lake::{Lake, OutputFormat, SqlEngine};
 
-use crate::cli::GlobalArgs;
+use strata_core::Config;
+use strata_orchestrator::status::{Report, report};
+use strata_orchestrator::{SchedulerConfig, dag::Graph, store::now_micros};
+
+use crate::cli::{GlobalArgs, StatusArgs};
 use crate::error::Result;
 use crate::server::load_config;
 
-pub async fn run(global: &GlobalArgs) -> Result<()> {
+/// The runs report of `strata status` and `GET /api/runs`.
+pub async fn runs_report(config: &Config, store: &strata_orchestrator::RunStore) -> Result<Report> {
+    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let schedules = SchedulerConfig::from_config(&config.orchestrator, funnel_days)?.schedules;
+    Ok(report(store, &schedules, &Graph::new(funnel_days), now_micros()).await?)
+}
+
+fn print_runs(report: &Report) {
+    println!(
+        "\nmodel runs ({} store; live schedulers: {})",
+        report.store,
+        if report.live_workers.is_empty() {
+            "none".to_string()
+        } else {
+            report.live_workers.len().to_string()
+        }
+    );
+    println!(
+        "{:<28} {:<20} {:>9} {:>4} {:>4} {:>4} {:>4} {:>4}  {:<20}",
+        "model", "last success", "behind s", "ok", "run", "que", "fail", "blk", "next scheduled"
+    );
+    for m in &report.models {
+        let c = &m.partitions_by_state;
+        println!(
+            "{:<28} {:<20} {:>9} {:>4} {:>4} {:>4} {:>4} {:>4}  {:<20}",
+            m.model,
+            m.last_success_at.as_deref().map(|t| &t[..19.min(t.len())]).unwrap_or("never"),
+            m.freshness_seconds.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            c.succeeded,
+            c.running,
+            c.queued,
+            c.failed,
+            c.blocked,
+            m.next_scheduled_at.as_deref().map(|t| &t[..19.min(t.len())]).unwrap_or("-"),
+        );
+    }
+    for m in &report.models {
+        for p in &m.partitions {
+            use strata_orchestrator::RunState as S;
+            match p.state {
+                S::Failed | S::Blocked => println!(
+                    "  {} {} {} after {} attempts: {}",
+                    m.model,
+                    p.partition,
+                    p.state.as_str(),
+                    p.attempts,
+                    p.error.as_deref().unwrap_or("")
+                ),
+                S::Running => println!(
+                    "  {} {} running on {} since {}",
+                    m.model,
+                    p.partition,
+                    p.worker.as_deref().unwrap_or("?"),
+                    p.started_at.as_deref().unwrap_or("?")
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<()> {
     let config = load_config(global, None)?;
+    if args.json {
+        let store = crate::commands::batch::open_store(&config).await?;
+        let report = runs_report(&config, &store).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(crate::error::CliError::runtime)?
+        );
+        return Ok(());
+    }
     let lake = Lake::new(config.lake_dir());
     let engine = SqlEngine::open(&lake).await?;
     if engine.tables().is_empty() {
@@ -70,6 +146,8 @@ pub async fn run(global: &GlobalArgs) -> Result<()> {
         Ok(None) => println!("stream processor: no checkpoint yet"),
         Err(e) => println!("stream processor: {e}"),
     }
+    let store = crate::commands::batch::open_store(&config).await?;
+    print_runs(&runs_report(&config, &store).await?);
     let state = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir))?;
     let dirty = state.all_dirty();
     if dirty.is_empty() {

@@ -136,6 +136,24 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
         }
     }
     assert!(moved >= 2, "some partitions were replaced before the kill");
+    // The killed process's runs were taken over at once (its pid is gone)
+    // and completed: every partition's newest run succeeded, some on a
+    // second attempt, and no event was written twice.
+    let out = run(&["status", "--json"], dir);
+    assert_success(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let partitions: Vec<&Value> = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["partitions"].as_array().unwrap())
+        .collect();
+    assert!(partitions.iter().all(|p| p["state"] == "succeeded"), "{report}");
+    assert!(partitions.iter().any(|p| p["attempts"] == 2), "{report}");
+    assert_eq!(
+        crate::process::count(dir, "select count(*) - count(distinct event_id) from silver.events"),
+        0
+    );
 
     // Running again changes nothing.
     let out = run(&backfill_args(), dir);

@@ -7,3 +7,4 @@ mod crash;
 mod e2e;
 mod process;
 mod realtime;
+mod scheduler;

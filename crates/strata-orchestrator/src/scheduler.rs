@@ -1,0 +1,451 @@
+//! One scheduler: fires the schedules, turns dirty partitions into runs,
+//! requeues runs whose worker died, and claims and executes ready runs with
+//! a renewed lease, a timeout and retries. Several schedulers may share one
+//! run store; every step is safe to race.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use strata_batch::Model;
+use strata_core::config::OrchestratorConfig;
+use tokio::sync::watch;
+
+use crate::dag::Graph;
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+use crate::store::{NewRun, Run, RunKey, RunState, RunStore, micros, now_micros};
+use crate::workload::Workload;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub dirty_check_interval: Duration,
+    pub schedules: Vec<Schedule>,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub max_retry_delay: Duration,
+    pub run_timeout: Duration,
+    pub timeouts: BTreeMap<String, Duration>,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// Runs of one dependency level claimed and built together.
+    pub max_batch: usize,
+    /// Look for dirty partitions (the late-data sensor) and queue them: what
+    /// `strata serve` and `strata run --dirty` do; a backfill does not.
+    pub sense_dirty: bool,
+    /// Fire the cron schedules (`strata serve`).
+    pub fire_schedules: bool,
+    /// The longest funnel window in days (how far funnel partitions reach).
+    pub funnel_days: i32,
+}
+
+impl SchedulerConfig {
+    pub fn from_config(o: &OrchestratorConfig, funnel_days: i32) -> Result<Self> {
+        Ok(Self {
+            dirty_check_interval: o.dirty_check_interval,
+            schedules: vec![
+                Schedule::hourly(&o.hourly_schedule, o.straggler_delay)?,
+                Schedule::daily(&o.daily_schedule, o.straggler_delay)?,
+            ],
+            max_attempts: o.max_attempts,
+            retry_delay: o.retry_delay,
+            max_retry_delay: o.max_retry_delay,
+            run_timeout: o.run_timeout,
+            timeouts: o.timeouts.clone(),
+            lease: o.lease,
+            poll_interval: o.poll_interval,
+            max_batch: 256,
+            sense_dirty: true,
+            fire_schedules: true,
+            funnel_days,
+        })
+    }
+
+    fn timeout_of(&self, model: &str) -> Duration {
+        self.timeouts.get(model).copied().unwrap_or(self.run_timeout)
+    }
+
+    /// Wait before attempt `attempts + 1`: exponential from `retry_delay`,
+    /// capped, with jitter so failed runs of many partitions spread out.
+    pub fn retry_after(&self, attempts: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry_delay)
+            .with_max_delay(self.max_retry_delay)
+            .with_max_times(attempts as usize)
+            .with_jitter()
+            .build()
+            .nth(attempts.saturating_sub(1) as usize)
+            .unwrap_or(self.max_retry_delay)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone)]
+pub struct Tick {
+    pub requeued: usize,
+    pub fired: Vec<String>,
+    pub enqueued: usize,
+    pub blocked: usize,
+    /// The runs executed and what became of each.
+    pub executed: Vec<(RunKey, RunState)>,
+}
+
+pub struct Scheduler<W: Workload> {
+    store: RunStore,
+    workload: Arc<W>,
+    config: SchedulerConfig,
+    graph: Graph,
+    worker: String,
+    last_sense: Option<i64>,
+    /// Claim this backfill's runs before any other.
+    focus: Option<String>,
+}
+
+impl<W: Workload> Scheduler<W> {
+    pub async fn new(store: RunStore, workload: Arc<W>, config: SchedulerConfig) -> Result<Self> {
+        let worker = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+        store.register_worker(&worker, now_micros()).await?;
+        Ok(Self {
+            graph: Graph::new(config.funnel_days),
+            store,
+            workload,
+            config,
+            worker,
+            last_sense: None,
+            focus: None,
+        })
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn focus_on(&mut self, backfill: Option<String>) {
+        self.focus = backfill;
+    }
+
+    /// The runs of a set of partitions, each at its model's level.
+    pub fn new_runs(
+        &self,
+        keys: impl IntoIterator<Item = RunKey>,
+        reason: &str,
+        backfill: Option<&str>,
+        if_stale: impl Fn(&RunKey) -> bool,
+    ) -> Result<Vec<NewRun>> {
+        keys.into_iter()
+            .map(|key| {
+                let model = Model::parse(&key.model)?;
+                Ok(NewRun {
+                    level: self.graph.level(model),
+                    reason: reason.into(),
+                    backfill_id: backfill.map(str::to_owned),
+                    if_stale: if_stale(&key),
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn enqueue(&self, runs: &[NewRun], now: i64) -> Result<usize> {
+        self.store
+            .enqueue(runs, i64::from(self.config.max_attempts), now)
+            .await
+    }
+
+    /// Queues every partition marked dirty; with `scan`, after looking for
+    /// bronze rows landed since the last look.
+    pub async fn sense(&mut self, scan: bool, now: i64) -> Result<usize> {
+        let dirty = self
+            .workload
+            .dirty(scan)
+            .await
+            .map_err(|e| Error::Invalid(format!("looking for dirty partitions: {e}")))?;
+        if scan {
+            self.last_sense = Some(now);
+        }
+        // A partition that just failed, or was blocked by a failure, stays
+        // dirty; it is tried again once a check interval, not on every pass.
+        let recent = now - micros(self.config.dirty_check_interval);
+        let resting: BTreeSet<RunKey> = self
+            .store
+            .broken()
+            .await?
+            .into_iter()
+            .filter(|r| r.finished_at.is_some_and(|t| t > recent))
+            .map(|r| r.key)
+            .collect();
+        let dirty = dirty.into_iter().filter(|k| !resting.contains(k));
+        let runs = self.new_runs(dirty, "dirty", None, |_| false)?;
+        self.enqueue(&runs, now).await
+    }
+
+    /// One pass: requeue abandoned runs, fire due schedules, sense dirty
+    /// partitions when due, then claim and execute one set of ready runs.
+    pub async fn tick(&mut self, now: i64) -> Result<Tick> {
+        self.pass(now, None).await
+    }
+
+    async fn pass(&mut self, now: i64, stop: Option<&mut watch::Receiver<bool>>) -> Result<Tick> {
+        self.store.beat_worker(&self.worker, now).await?;
+        let mut tick = Tick {
+            requeued: self.requeue_stale(now).await?,
+            ..Tick::default()
+        };
+        if self.config.fire_schedules {
+            tick.fired = self.fire_schedules(now).await?;
+        }
+        if self.config.sense_dirty {
+            let due = self
+                .last_sense
+                .is_none_or(|t| now - t >= micros(self.config.dirty_check_interval));
+            if due || !tick.fired.is_empty() {
+                tick.enqueued += self.sense(true, now).await?;
+            }
+        }
+        let (batch, blocked) = self.claim(now).await?;
+        tick.blocked = blocked;
+        if !batch.is_empty() {
+            tick.executed = self.execute(batch, stop).await?;
+            if self.config.sense_dirty {
+                // What the runs wrote made partitions downstream dirty.
+                tick.enqueued += self.sense(false, now_micros()).await?;
+            }
+        }
+        Ok(tick)
+    }
+
+    async fn requeue_stale(&self, now: i64) -> Result<usize> {
+        self.store.expire_dead_local_workers().await?;
+        let stale = self.store.requeue_stale(now).await?;
+        for run in &stale {
+            tracing::warn!(run = %run.key, worker = ?run.worker, "run abandoned by its worker: queued again");
+        }
+        Ok(stale.len())
+    }
+
+    async fn fire_schedules(&self, now: i64) -> Result<Vec<String>> {
+        let mut fired = Vec::new();
+        for schedule in &self.config.schedules {
+            let last = self.store.schedule_last_fire(&schedule.name).await?;
+            let Some(seen) = last else {
+                // A new store starts counting from now, not from history.
+                self.store
+                    .claim_fire(&schedule.name, None, schedule.latest_at(now))
+                    .await?;
+                continue;
+            };
+            let Some(fire) = schedule.due(seen, now) else {
+                continue;
+            };
+            if !self.store.claim_fire(&schedule.name, Some(seen), fire).await? {
+                continue;
+            }
+            let reason = format!("schedule:{}", schedule.name);
+            let runs = self.new_runs(schedule.partitions(fire), &reason, None, |_| false)?;
+            let added = self.enqueue(&runs, now).await?;
+            tracing::info!(schedule = %schedule.name, added, "schedule fired");
+            fired.push(schedule.name.clone());
+        }
+        Ok(fired)
+    }
+
+    /// Blocks queued runs whose inputs failed, then claims the first ready
+    /// run and the ready runs of its level that join it. A run is ready when
+    /// no partition it reads is queued or running (outside this claim).
+    async fn claim(&self, now: i64) -> Result<(Vec<Run>, usize)> {
+        let mut blocked = 0;
+        let pending = loop {
+            let pending = self.store.pending().await?;
+            let broken = self.store.broken().await?;
+            let mut blocked_now = 0;
+            for run in pending.iter().filter(|r| r.state == RunState::Queued) {
+                if let Some(input) = broken.iter().find(|b| self.graph.reads(&run.key, &b.key)) {
+                    let why = format!(
+                        "input {} {}: {}",
+                        input.key,
+                        input.state.as_str(),
+                        input.error.as_deref().unwrap_or("")
+                    );
+                    if self.store.block(&run.id, why.trim_end_matches(": "), now).await? {
+                        blocked_now += 1;
+                    }
+                }
+            }
+            blocked += blocked_now;
+            if blocked_now == 0 {
+                break pending;
+            }
+        };
+        let mut candidates: Vec<&Run> = pending
+            .iter()
+            .filter(|r| r.state == RunState::Queued && r.not_before <= now)
+            .collect();
+        if let Some(focus) = &self.focus {
+            // Stable: own runs first, each group still in claim order.
+            candidates.sort_by_key(|r| r.backfill_id.as_deref() != Some(focus.as_str()));
+        }
+        let mut batch: Vec<Run> = Vec::new();
+        let mut taken: BTreeSet<&str> = BTreeSet::new();
+        // A retried run goes alone, so one bad partition cannot keep
+        // failing the others claimed with it.
+        let mut alone = false;
+        for candidate in candidates {
+            if let Some(first) = batch.first() {
+                if alone
+                    || candidate.attempts > 0
+                    || candidate.level != first.level
+                    || batch.len() >= self.config.max_batch
+                {
+                    continue;
+                }
+            }
+            let waiting = pending.iter().any(|p| {
+                p.id != candidate.id
+                    && !taken.contains(p.id.as_str())
+                    && self.graph.reads(&candidate.key, &p.key)
+            });
+            if waiting {
+                continue;
+            }
+            if self
+                .store
+                .try_claim(&candidate.id, &self.worker, now, self.config.lease)
+                .await?
+            {
+                taken.insert(candidate.id.as_str());
+                alone |= candidate.attempts > 0;
+                let mut run = candidate.clone();
+                run.attempts += 1;
+                run.state = RunState::Running;
+                batch.push(run);
+            }
+        }
+        Ok((batch, blocked))
+    }
+
+    /// Executes claimed runs, renewing their lease meanwhile; records each
+    /// one's success, retry or failure. With `stop`, a shutdown gives the
+    /// runs back to the queue instead of waiting for them.
+    async fn execute(
+        &self,
+        batch: Vec<Run>,
+        stop: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<Vec<(RunKey, RunState)>> {
+        let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
+        let keys: Vec<String> = batch.iter().map(|r| r.key.to_string()).collect();
+        tracing::info!(runs = ?keys, worker = %self.worker, "runs claimed");
+        let heartbeat = {
+            let store = self.store.clone();
+            let worker = self.worker.clone();
+            let ids = ids.clone();
+            let lease = self.config.lease;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.heartbeat(&worker, &ids, now_micros(), lease).await {
+                        Ok(held) if held.len() < ids.len() => {
+                            tracing::warn!(lost = ids.len() - held.len(), "runs taken over after a lapsed lease")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+                    }
+                }
+            })
+        };
+        let timeout = batch
+            .iter()
+            .map(|r| self.config.timeout_of(&r.key.model))
+            .max()
+            .unwrap_or(self.config.run_timeout);
+        let work = tokio::time::timeout(timeout, self.workload.execute(&batch));
+        let result = match stop {
+            Some(stop) => tokio::select! {
+                r = work => Some(r),
+                _ = stop.wait_for(|s| *s) => None,
+            },
+            None => Some(work.await),
+        };
+        heartbeat.abort();
+        let now = now_micros();
+        let outcome = match result {
+            None => {
+                for run in &batch {
+                    self.store.release(&run.id, &self.worker).await?;
+                }
+                return Ok(batch.into_iter().map(|r| (r.key, RunState::Queued)).collect());
+            }
+            Some(Ok(Ok(written))) => Ok(written),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(format!(
+                "timed out after {}",
+                humanize(timeout)
+            )),
+        };
+        let mut done = Vec::new();
+        for run in batch {
+            let state = match &outcome {
+                Ok(written) => {
+                    let rows = written.get(&run.key).copied();
+                    self.store.succeed(&run.id, &self.worker, rows, now).await?;
+                    RunState::Succeeded
+                }
+                Err(e) => {
+                    let attempts = u32::try_from(run.attempts).unwrap_or(u32::MAX);
+                    let retry_at = (run.attempts < run.max_attempts)
+                        .then(|| now + micros(self.config.retry_after(attempts)));
+                    let message = format!("attempt {} of {}: {e}", run.attempts, run.max_attempts);
+                    self.store
+                        .fail(&run.id, &self.worker, &message, retry_at, now)
+                        .await?;
+                    if retry_at.is_some() {
+                        tracing::warn!(run = %run.key, error = %e, "run failed; retrying");
+                        RunState::Queued
+                    } else {
+                        tracing::error!(run = %run.key, error = %e, "run failed for good");
+                        RunState::Failed
+                    }
+                }
+            };
+            done.push((run.key, state));
+        }
+        Ok(done)
+    }
+
+    /// Works until `stop`: ticks, and sleeps a poll interval when idle.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        tracing::info!(worker = %self.worker, backend = ?self.store.backend(), "scheduler started");
+        while !*stop.borrow() {
+            let worked = match self.pass(now_micros(), Some(&mut stop)).await {
+                Ok(tick) => !tick.executed.is_empty(),
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler pass failed");
+                    false
+                }
+            };
+            if !worked {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

@@ -1,0 +1,620 @@
+//! The run store: every model run, its state, lease and errors, in SQLite (a
+//! file in the data dir) or PostgreSQL (`[orchestrator] database_url`). The
+//! SQL is written once for both; the one difference is the row lock a
+//! PostgreSQL claim takes (`FOR UPDATE SKIP LOCKED`), which SQLite has no
+//! need for since it serializes writers.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Row};
+
+use crate::error::{Error, Result};
+pub use crate::run::{ALL, Counts, NewRun, Run, RunKey, RunState};
+use crate::run::{RUN_COLUMNS, run_of};
+
+/// Versioned migrations, applied in order and recorded with their checksums.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "runs", include_str!("../migrations/0001_runs.sql"))];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct RunStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl RunStore {
+    /// The store named by `database_url`, else `orchestrator.db` in the data dir.
+    pub async fn for_data_dir(data_dir: &Path, database_url: Option<&str>) -> Result<Self> {
+        match database_url {
+            Some(url) => Self::open(url).await,
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|e| {
+                    Error::Invalid(format!("cannot create {}: {e}", data_dir.display()))
+                })?;
+                let path = data_dir.join("orchestrator.db");
+                Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+            }
+        }
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(Error::Invalid(format!(
+                "orchestrator.database_url must start with postgres:// or sqlite: (got {})",
+                redact(url)
+            )));
+        };
+        let connect = |source| Error::Connect {
+            url: redact(url),
+            source,
+        };
+        // Statement logging would put every heartbeat in the log at info.
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(connect)?
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(2));
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time in SQLite anyway; more connections
+                // would only wait on its lock.
+                Backend::Sqlite => 1,
+                Backend::Postgres => 4,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        if backend == Backend::Sqlite {
+            // Readers (status, the API) do not wait for a writer.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect::<Vec<_>>();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Queues runs; a partition already queued or running is not queued
+    /// twice (a backfill then adopts the pending run). Returns how many
+    /// runs were added.
+    pub async fn enqueue(&self, runs: &[NewRun], max_attempts: i64, now: i64) -> Result<usize> {
+        let mut added = 0;
+        let mut tx = self.pool.begin().await?;
+        for run in runs {
+            let inserted = sqlx::query(
+                "INSERT INTO runs (id, model, partition_key, level, state, reason, backfill_id, \
+                 if_stale, attempts, max_attempts, not_before, enqueued_at) \
+                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, 0, $8, $9, $9) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&run.key.model)
+            .bind(&run.key.partition)
+            .bind(run.level)
+            .bind(&run.reason)
+            .bind(run.backfill_id.clone())
+            .bind(i64::from(run.if_stale))
+            .bind(max_attempts)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            added += inserted as usize;
+            if inserted == 0 && run.backfill_id.is_some() {
+                sqlx::query(
+                    "UPDATE runs SET backfill_id = $1 WHERE model = $2 AND partition_key = $3 \
+                     AND state IN ('queued', 'running') AND backfill_id IS NULL",
+                )
+                .bind(run.backfill_id.clone())
+                .bind(&run.key.model)
+                .bind(&run.key.partition)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Every queued or running run, in claim order.
+    pub async fn pending(&self) -> Result<Vec<Run>> {
+        self.select(
+            "WHERE state IN ('queued', 'running') ORDER BY level, partition_key, enqueued_at, id",
+        )
+        .await
+    }
+
+    async fn select(&self, clause: &str) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs {clause}"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_of).collect()
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Run>> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_of).transpose()
+    }
+
+    /// Takes a queued run for `worker` unless another worker took it first:
+    /// the state check in the update makes the claim a compare-and-set, and
+    /// in PostgreSQL the row lock lets concurrent claimers skip each other's
+    /// rows instead of queueing behind them.
+    pub async fn try_claim(&self, id: &str, worker: &str, now: i64, lease: Duration) -> Result<bool> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let claimed = sqlx::query(&format!(
+            "UPDATE runs SET state = 'running', worker = $1, started_at = $2, lease_until = $3, \
+             attempts = attempts + 1, finished_at = NULL \
+             WHERE id = (SELECT id FROM runs WHERE id = $4 AND state = 'queued' \
+             AND not_before <= $2{lock}) AND state = 'queued'"
+        ))
+        .bind(worker)
+        .bind(now)
+        .bind(now + micros(lease))
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    /// Extends the leases of `worker`'s running runs to `now + lease`;
+    /// returns the ids it still holds (a run whose lease lapsed may have
+    /// gone to another worker).
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[String],
+        now: i64,
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        let mut held = Vec::new();
+        for id in ids {
+            let n = sqlx::query(
+                "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND state = 'running'",
+            )
+            .bind(now + micros(lease))
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                held.push(id.clone());
+            }
+        }
+        self.beat_worker(worker, now).await?;
+        Ok(held)
+    }
+
+    /// Says `worker` is alive (shown by `strata status`).
+    pub async fn beat_worker(&self, worker: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE workers SET heartbeat_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs whose worker stopped renewing its lease (killed, hung, cut off)
+    /// go back to the queue, or fail when they are out of attempts.
+    pub async fn requeue_stale(&self, now: i64) -> Result<Vec<Run>> {
+        let stale = self
+            .select(&format!(
+                "WHERE state = 'running' AND lease_until < {now} ORDER BY id"
+            ))
+            .await?;
+        let mut requeued = Vec::new();
+        for run in stale {
+            let message = format!(
+                "worker {} stopped renewing its lease; attempt {} abandoned",
+                run.worker.as_deref().unwrap_or("?"),
+                run.attempts
+            );
+            let out_of_attempts = run.attempts >= run.max_attempts;
+            let n = sqlx::query(
+                "UPDATE runs SET state = $1, error = $2, worker = NULL, lease_until = NULL, \
+                 not_before = $3, finished_at = $4 \
+                 WHERE id = $5 AND state = 'running' AND lease_until < $3",
+            )
+            .bind(if out_of_attempts { "failed" } else { "queued" })
+            .bind(&message)
+            .bind(now)
+            .bind(out_of_attempts.then_some(now))
+            .bind(&run.id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                requeued.push(run);
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Records success of a run `worker` holds. False when the run is no
+    /// longer this worker's (its lease lapsed and it was taken again).
+    pub async fn succeed(&self, id: &str, worker: &str, rows: Option<i64>, now: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'succeeded', finished_at = $1, rows_written = $2, \
+             lease_until = NULL, error = NULL WHERE id = $3 AND worker = $4 AND state = 'running'",
+        )
+        .bind(now)
+        .bind(rows)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records a failed attempt: queued again at `retry_at`, or failed for
+    /// good when `retry_at` is None.
+    pub async fn fail(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE runs SET state = $1, error = $2, not_before = $3, finished_at = $4, \
+             lease_until = NULL WHERE id = $5 AND worker = $6 AND state = 'running'",
+        )
+        .bind(if retry_at.is_some() { "queued" } else { "failed" })
+        .bind(error)
+        .bind(retry_at.unwrap_or(now))
+        .bind(retry_at.is_none().then_some(now))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Gives a claimed run back to the queue without counting the attempt
+    /// (its worker is shutting down).
+    pub async fn release(&self, id: &str, worker: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'queued', attempts = attempts - 1, worker = NULL, \
+             lease_until = NULL WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Marks a queued run blocked by a failed input.
+    pub async fn block(&self, id: &str, error: &str, now: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'blocked', error = $1, finished_at = $2 \
+             WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The newest run of every partition that has one.
+    pub async fn latest(&self) -> Result<Vec<Run>> {
+        self.select(
+            "r WHERE NOT EXISTS (SELECT 1 FROM runs s WHERE s.model = r.model \
+             AND s.partition_key = r.partition_key \
+             AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
+             ORDER BY model, partition_key",
+        )
+        .await
+    }
+
+    /// Partitions whose newest run failed or was blocked: what reads them
+    /// is blocked until they are run again.
+    pub async fn broken(&self) -> Result<Vec<Run>> {
+        Ok(self
+            .latest()
+            .await?
+            .into_iter()
+            .filter(|r| matches!(r.state, RunState::Failed | RunState::Blocked))
+            .collect())
+    }
+
+    /// The newest successful run of each partition.
+    pub async fn last_successes(&self) -> Result<Vec<Run>> {
+        self.select(
+            "r WHERE state = 'succeeded' AND NOT EXISTS (SELECT 1 FROM runs s \
+             WHERE s.model = r.model AND s.partition_key = r.partition_key \
+             AND s.state = 'succeeded' AND s.finished_at > r.finished_at) \
+             ORDER BY model, partition_key",
+        )
+        .await
+    }
+
+    pub async fn runs_of_backfill(&self, backfill: &str) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE backfill_id = $1 ORDER BY level, partition_key"
+        ))
+        .bind(backfill)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_of).collect()
+    }
+
+    pub async fn backfill_counts(&self, backfill: &str) -> Result<Counts> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM runs WHERE backfill_id = $1 GROUP BY state",
+        )
+        .bind(backfill)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            match RunState::parse(&row.try_get::<String, _>("state")?)? {
+                RunState::Queued => counts.queued = n,
+                RunState::Running => counts.running = n,
+                RunState::Succeeded => counts.succeeded = n,
+                RunState::Failed => counts.failed = n,
+                RunState::Blocked => counts.blocked = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The unfinished backfill of the same target and dates, to resume; else
+    /// a new one. Returns its id and whether it was resumed.
+    pub async fn open_backfill(&self, target: &str, from: &str, to: &str, now: i64) -> Result<(String, bool)> {
+        let row = sqlx::query(
+            "SELECT id FROM backfills WHERE target = $1 AND from_date = $2 AND to_date = $3 \
+             AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(target)
+        .bind(from)
+        .bind(to)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok((row.try_get("id")?, true));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO backfills (id, target, from_date, to_date, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(target)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((id, false))
+    }
+
+    /// Gives a resumed backfill's failed and blocked runs a fresh set of
+    /// attempts (unless their partition has another run pending).
+    pub async fn retry_backfill(&self, id: &str, now: i64) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'queued', attempts = 0, not_before = $1, finished_at = NULL \
+             WHERE backfill_id = $2 AND state IN ('failed', 'blocked') AND NOT EXISTS \
+             (SELECT 1 FROM runs p WHERE p.model = runs.model \
+             AND p.partition_key = runs.partition_key AND p.state IN ('queued', 'running'))",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    pub async fn finish_backfill(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE backfills SET finished_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn schedule_last_fire(&self, name: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT last_fire FROM schedules WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("last_fire")).transpose()?)
+    }
+
+    /// Moves a schedule's last fire from `seen` to `fire`; false when another
+    /// scheduler moved it first (that one fires).
+    pub async fn claim_fire(&self, name: &str, seen: Option<i64>, fire: i64) -> Result<bool> {
+        let n = match seen {
+            None => sqlx::query(
+                "INSERT INTO schedules (name, last_fire) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .bind(fire)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+            Some(seen) => sqlx::query(
+                "UPDATE schedules SET last_fire = $1 WHERE name = $2 AND last_fire = $3",
+            )
+            .bind(fire)
+            .bind(name)
+            .bind(seen)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(n == 1)
+    }
+
+    pub async fn register_worker(&self, id: &str, now: i64) -> Result<()> {
+        let host = host_name();
+        sqlx::query(
+            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(id)
+        .bind(host)
+        .bind(i64::from(std::process::id()))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // Every command registers a worker; those silent for a week and
+        // holding nothing are gone for good.
+        sqlx::query(
+            "DELETE FROM workers WHERE heartbeat_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM runs WHERE runs.worker = workers.id AND runs.state = 'running')",
+        )
+        .bind(now - micros(Duration::from_secs(7 * 24 * 3600)))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the leases of running runs whose worker was a process on this
+    /// host that no longer exists: a killed `strata backfill` is taken over
+    /// at once, not a lease later. Returns how many leases were ended.
+    pub async fn expire_dead_local_workers(&self) -> Result<u64> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT w.id, w.host, w.pid FROM runs r JOIN workers w ON w.id = r.worker \
+             WHERE r.state = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let host = host_name();
+        let mut ended = 0;
+        for row in rows {
+            let worker: String = row.try_get("id")?;
+            let pid: i64 = row.try_get("pid")?;
+            if row.try_get::<String, _>("host")? != host
+                || pid == i64::from(std::process::id())
+                || process_alive(pid)
+            {
+                continue;
+            }
+            ended += sqlx::query(
+                "UPDATE runs SET lease_until = 0 WHERE worker = $1 AND state = 'running'",
+            )
+            .bind(&worker)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(ended)
+    }
+
+    /// Workers that renewed their heartbeat at or after `since`.
+    pub async fn live_workers(&self, since: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM workers WHERE heartbeat_at >= $1 ORDER BY id")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Error::from))
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether a process of this host is running (not gone, not a zombie).
+/// Where /proc is missing, every process counts as alive and only the
+/// lease tells.
+fn process_alive(pid: i64) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Now, in microseconds since the epoch.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

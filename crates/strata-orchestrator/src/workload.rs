@@ -1,0 +1,136 @@
+//! What the scheduler runs: the batch models of `strata_batch`, one claimed
+//! set of partitions per `Runner` execution, and the dirty marks that late
+//! data leaves behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use strata_batch::dates::{day_of, format_day};
+use strata_batch::{BatchConfig, LakeIo, Model, Plan, Progress, Runner, StateFile};
+use strata_core::Config;
+use strata_lake::Lake;
+
+use crate::dag::partition_day;
+use crate::store::{ALL, Run, RunKey};
+
+/// Rows written per partition of a successful execution.
+pub type Written = BTreeMap<RunKey, i64>;
+
+pub trait Workload: Send + Sync + 'static {
+    /// Builds the partitions of `runs` (one dependency level); an error fails
+    /// them all.
+    fn execute(&self, runs: &[Run]) -> impl Future<Output = Result<Written, String>> + Send;
+
+    /// The partitions marked dirty, after looking for newly landed data
+    /// when `scan` is set.
+    fn dirty(&self, scan: bool) -> impl Future<Output = Result<Vec<RunKey>, String>> + Send;
+}
+
+/// The batch models over a data dir.
+pub struct BatchWorkload {
+    lake_dir: PathBuf,
+    state_dir: PathBuf,
+    config: BatchConfig,
+    parallel: usize,
+}
+
+impl BatchWorkload {
+    pub fn new(config: &Config, parallel: usize) -> Self {
+        Self {
+            lake_dir: config.lake_dir(),
+            state_dir: strata_batch::state_dir(&config.data_dir),
+            config: BatchConfig {
+                funnels: config.effective_funnels(),
+                experiments: config.experiments.clone(),
+            },
+            parallel,
+        }
+    }
+
+    async fn runner(&self) -> strata_batch::Result<Runner> {
+        let io = LakeIo::new(Lake::new(self.lake_dir.clone()));
+        let state = StateFile::open_waiting(&self.state_dir).await?;
+        Ok(Runner::new(io, self.config.clone(), state).with_parallel(self.parallel))
+    }
+}
+
+/// Collects the rows each partition wrote, as the runner reports them.
+#[derive(Default)]
+struct Tally(Mutex<Written>);
+
+impl Progress for Tally {
+    fn planned(&self, _: u64) {}
+
+    fn done(&self, model: &str, partition: &str, rows: usize) {
+        if let Ok(mut written) = self.0.lock() {
+            *written
+                .entry(RunKey::new(model, partition))
+                .or_default() += rows as i64;
+        }
+    }
+}
+
+/// The runner's plan for a set of claimed runs.
+pub fn plan_of(runs: &[Run]) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    for run in runs {
+        let model = Model::parse(&run.key.model).map_err(|e| e.to_string())?;
+        match partition_day(&run.key.partition) {
+            Some(day) if model.is_daily() => plan.add(model, [day]),
+            Some(_) => {
+                return Err(format!(
+                    "{} is not partitioned by date: its partition is `all`",
+                    run.key.model
+                ));
+            }
+            None if run.key.partition != ALL => {
+                return Err(format!("bad partition {:?}", run.key.partition));
+            }
+            None if run.if_stale => {
+                plan.whole_if_stale.insert(model);
+            }
+            None => plan.add_all(model),
+        }
+    }
+    Ok(plan)
+}
+
+impl Workload for BatchWorkload {
+    async fn execute(&self, runs: &[Run]) -> Result<Written, String> {
+        let plan = plan_of(runs)?;
+        let tally = Arc::new(Tally::default());
+        let mut runner = self
+            .runner()
+            .await
+            .map_err(|e| e.to_string())?
+            .with_progress(tally.clone());
+        runner.execute(plan).await.map_err(|e| e.to_string())?;
+        let written = tally.0.lock().map(|w| w.clone()).unwrap_or_default();
+        // A whole model asked for by date is reported under its dates.
+        let mut out = Written::new();
+        for run in runs {
+            let rows = written.get(&run.key).copied().unwrap_or(0);
+            out.insert(run.key.clone(), rows);
+        }
+        Ok(out)
+    }
+
+    async fn dirty(&self, scan: bool) -> Result<Vec<RunKey>, String> {
+        if scan {
+            let mut runner = self.runner().await.map_err(|e| e.to_string())?;
+            runner.scan_bronze().await.map_err(|e| e.to_string())?;
+        }
+        let state = StateFile::read(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut keys = BTreeSet::new();
+        for (model, date) in state.all_dirty() {
+            let partition = match date {
+                Some(d) => format_day(day_of(d)),
+                None => ALL.to_string(),
+            };
+            keys.insert(RunKey::new(model, partition));
+        }
+        Ok(keys.into_iter().collect())
+    }
+}

@@ -1,0 +1,108 @@
+//! `strata serve` as the scheduler: left running, it keeps gold current on
+//! its own after late data, and reports its runs at `GET /api/runs`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::process::{KEY, Served, run, send_generated};
+
+/// A number from `strata sql`, or None while the table does not exist yet.
+fn number(dir: &Path, sql: &str) -> Option<i64> {
+    let out = run(&["sql", sql, "--format", "json"], dir);
+    if !out.status.success() {
+        return None;
+    }
+    let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+    rows[0].as_object()?.values().next()?.as_i64()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn get(url: &str) -> (u16, Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn post_track(base: &str, body: &str) {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-u", &format!("{KEY}:"), "-H", "content-type: application/json"])
+        .args(["-d", body, &format!("{base}/v1/track")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = dir.join("strata.toml");
+    std::fs::write(&config, "[orchestrator]\ndirty_check_interval = \"1s\"\n").unwrap();
+    let served = Served::start_with(dir, &["--config", config.to_str().unwrap()]);
+    send_generated(&served.base, "2", "40", "31");
+    let dau = |d: &str| number(dir, &format!("select dau from gold.daily_active_users where date = '{d}'"));
+    // No backfill is asked for: the sensor finds the new dates.
+    wait_for("the first DAU", Duration::from_secs(120), || {
+        dau("2026-03-02").is_some_and(|n| n > 0)
+    });
+    let before = dau("2026-03-01").expect("DAU of the 1st");
+
+    // A person never seen before, on the 1st, arrives now.
+    post_track(
+        &served.base,
+        r#"{"userId":"late-visitor","event":"Product Viewed","timestamp":"2026-03-01T12:00:00Z","messageId":"late-visitor-1"}"#,
+    );
+    wait_for("the late event in DAU", Duration::from_secs(60), || {
+        dau("2026-03-01") == Some(before + 1)
+    });
+    assert_eq!(
+        number(dir, "select count(*) - count(distinct event_id) from silver.events"),
+        Some(0)
+    );
+
+    let (code, report) = get(&format!("{}/api/runs", served.base));
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["store"], "sqlite");
+    assert!(!report["live_workers"].as_array().unwrap().is_empty());
+    let models = report["models"].as_array().unwrap();
+    let dau_model = models
+        .iter()
+        .find(|m| m["model"] == "gold.daily_active_users")
+        .expect("DAU in the report");
+    assert!(dau_model["last_success_at"].is_string(), "{dau_model}");
+    assert!(dau_model["next_scheduled_at"].is_string(), "{dau_model}");
+    for m in models {
+        assert_eq!(m["partitions_by_state"]["failed"], 0, "{m}");
+    }
+    let (code, one) = get(&format!("{}/api/runs?model=silver.events&state=succeeded", served.base));
+    assert_eq!(code, 200);
+    assert_eq!(one["models"].as_array().unwrap().len(), 1);
+    assert!(one["models"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["partition"] == "2026-03-01" && p["state"] == "succeeded"));
+    let (code, _) = get(&format!("{}/api/runs?model=gold.nope", served.base));
+    assert_eq!(code, 404);
+    assert!(served.terminate().success());
+
+    // The same runs, from the command line.
+    let out = run(&["status"], dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("model runs (sqlite store"), "{text}");
+    assert!(text.contains("gold.daily_active_users"), "{text}");
+}
