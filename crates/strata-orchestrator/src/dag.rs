@@ -104,21 +104,45 @@ impl Graph {
     /// Whether partition `run` must wait for (or is spoiled by a failure
     /// of) partition `upstream`.
     pub fn reads(&self, run: &RunKey, upstream: &RunKey) -> bool {
-        let (Ok(model), Ok(up)) = (Model::parse(&run.model), Model::parse(&upstream.model)) else {
-            return false;
-        };
-        let day = partition_day(&run.partition);
-        let up_day = partition_day(&upstream.partition);
-        if model == up {
-            // A date's sessions go on from the previous date's tail.
-            return model == Model::Events
-                && matches!((day, up_day), (Some(d), Some(u)) if u == d - 1);
+        match (Node::of(run), Node::of(upstream)) {
+            (Some(run), Some(upstream)) => self.node_reads(run, upstream),
+            _ => false,
         }
-        match (self.reads.get(&(model, up)), day, up_day) {
+    }
+
+    /// `reads`, for partitions parsed once.
+    pub fn node_reads(&self, run: Node, upstream: Node) -> bool {
+        if run.model == upstream.model {
+            // A date's sessions go on from the previous date's tail.
+            return run.model == Model::Events
+                && matches!((run.day, upstream.day), (Some(d), Some(u)) if u == d - 1);
+        }
+        match (
+            self.reads.get(&(run.model, upstream.model)),
+            run.day,
+            upstream.day,
+        ) {
             (None, _, _) => false,
             (Some(Span::Everything), _, _) | (Some(_), None, _) | (Some(_), _, None) => true,
             (Some(Span::Dates { lo, hi }), Some(d), Some(u)) => u >= d + lo && u <= d + hi,
         }
+    }
+}
+
+/// A partition as the graph sees it: a model and a date, or None for `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    pub model: Model,
+    pub day: Option<Day>,
+}
+
+impl Node {
+    /// None for a model this build does not know.
+    pub fn of(key: &RunKey) -> Option<Node> {
+        Some(Node {
+            model: Model::parse(&key.model).ok()?,
+            day: partition_day(&key.partition),
+        })
     }
 }
 

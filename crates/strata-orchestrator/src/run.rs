@@ -153,4 +153,3 @@ impl Counts {
         self.succeeded + self.failed + self.blocked
     }
 }
-

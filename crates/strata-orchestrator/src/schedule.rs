@@ -26,7 +26,9 @@ impl Schedule {
     pub fn new(name: &str, expression: &str, delay: Duration, models: Vec<Model>) -> Result<Self> {
         let cron = cron::Schedule::from_str(expression).map_err(|e| Error::Schedule {
             name: name.into(),
-            message: format!("{expression:?} is not a cron expression (sec min hour day month weekday): {e}"),
+            message: format!(
+                "{expression:?} is not a cron expression (sec min hour day month weekday): {e}"
+            ),
         })?;
         Ok(Self {
             name: name.into(),
@@ -96,7 +98,11 @@ impl Schedule {
         self.models
             .iter()
             .map(|m| {
-                let partition = if m.is_daily() { date.clone() } else { ALL.into() };
+                let partition = if m.is_daily() {
+                    date.clone()
+                } else {
+                    ALL.into()
+                };
                 RunKey::new(m.name(), partition)
             })
             .collect()
@@ -130,12 +136,12 @@ mod tests {
         let keys = daily.partitions(at("2026-03-11T00:00:00Z"));
         assert!(keys.contains(&RunKey::new("gold.daily_active_users", "2026-03-10")));
         assert!(keys.contains(&RunKey::new("gold.dim_users", ALL)));
-        assert_eq!(
-            daily.next_run(last),
-            Some(at("2026-03-11T00:10:00Z"))
-        );
+        assert_eq!(daily.next_run(last), Some(at("2026-03-11T00:10:00Z")));
         let hourly = Schedule::hourly("0 0 * * * *", Duration::from_secs(300)).unwrap();
-        assert_eq!(hourly.latest_at(at("2026-03-10T13:42:00Z")), at("2026-03-10T13:00:00Z"));
+        assert_eq!(
+            hourly.latest_at(at("2026-03-10T13:42:00Z")),
+            at("2026-03-10T13:00:00Z")
+        );
         let keys = hourly.partitions(at("2026-03-11T00:00:00Z"));
         assert_eq!(keys[1], RunKey::new("gold.hourly_events", "2026-03-10"));
         assert!(Schedule::hourly("every hour", Duration::ZERO).is_err());

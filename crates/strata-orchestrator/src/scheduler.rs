@@ -12,7 +12,7 @@ use strata_batch::Model;
 use strata_core::config::OrchestratorConfig;
 use tokio::sync::watch;
 
-use crate::dag::Graph;
+use crate::dag::{Graph, Node};
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 use crate::store::{NewRun, Run, RunKey, RunState, RunStore, micros, now_micros};
@@ -63,7 +63,10 @@ impl SchedulerConfig {
     }
 
     fn timeout_of(&self, model: &str) -> Duration {
-        self.timeouts.get(model).copied().unwrap_or(self.run_timeout)
+        self.timeouts
+            .get(model)
+            .copied()
+            .unwrap_or(self.run_timeout)
     }
 
     /// Wait before attempt `attempts + 1`: exponential from `retry_delay`,
@@ -246,7 +249,11 @@ impl<W: Workload> Scheduler<W> {
             let Some(fire) = schedule.due(seen, now) else {
                 continue;
             };
-            if !self.store.claim_fire(&schedule.name, Some(seen), fire).await? {
+            if !self
+                .store
+                .claim_fire(&schedule.name, Some(seen), fire)
+                .await?
+            {
                 continue;
             }
             let reason = format!("schedule:{}", schedule.name);
@@ -266,16 +273,28 @@ impl<W: Workload> Scheduler<W> {
         let pending = loop {
             let pending = self.store.pending().await?;
             let broken = self.store.broken().await?;
+            let broken_nodes: Vec<(Option<Node>, &Run)> =
+                broken.iter().map(|b| (Node::of(&b.key), b)).collect();
             let mut blocked_now = 0;
             for run in pending.iter().filter(|r| r.state == RunState::Queued) {
-                if let Some(input) = broken.iter().find(|b| self.graph.reads(&run.key, &b.key)) {
+                let Some(node) = Node::of(&run.key) else {
+                    continue;
+                };
+                let input = broken_nodes
+                    .iter()
+                    .find(|(b, _)| b.is_some_and(|b| self.graph.node_reads(node, b)));
+                if let Some((_, input)) = input {
                     let why = format!(
                         "input {} {}: {}",
                         input.key,
                         input.state.as_str(),
                         input.error.as_deref().unwrap_or("")
                     );
-                    if self.store.block(&run.id, why.trim_end_matches(": "), now).await? {
+                    if self
+                        .store
+                        .block(&run.id, why.trim_end_matches(": "), now)
+                        .await?
+                    {
                         blocked_now += 1;
                     }
                 }
@@ -285,20 +304,27 @@ impl<W: Workload> Scheduler<W> {
                 break pending;
             }
         };
-        let mut candidates: Vec<&Run> = pending
+        // Parsed once: readiness compares every candidate with every
+        // pending run.
+        let nodes: Vec<Option<Node>> = pending.iter().map(|r| Node::of(&r.key)).collect();
+        let mut candidates: Vec<(usize, &Run)> = pending
             .iter()
-            .filter(|r| r.state == RunState::Queued && r.not_before <= now)
+            .enumerate()
+            .filter(|(_, r)| r.state == RunState::Queued && r.not_before <= now)
             .collect();
         if let Some(focus) = &self.focus {
             // Stable: own runs first, each group still in claim order.
-            candidates.sort_by_key(|r| r.backfill_id.as_deref() != Some(focus.as_str()));
+            candidates.sort_by_key(|(_, r)| r.backfill_id.as_deref() != Some(focus.as_str()));
         }
         let mut batch: Vec<Run> = Vec::new();
         let mut taken: BTreeSet<&str> = BTreeSet::new();
         // A retried run goes alone, so one bad partition cannot keep
         // failing the others claimed with it.
         let mut alone = false;
-        for candidate in candidates {
+        for (index, candidate) in candidates {
+            let Some(node) = nodes[index] else {
+                continue;
+            };
             if let Some(first) = batch.first() {
                 if alone
                     || candidate.attempts > 0
@@ -308,10 +334,10 @@ impl<W: Workload> Scheduler<W> {
                     continue;
                 }
             }
-            let waiting = pending.iter().any(|p| {
+            let waiting = pending.iter().zip(&nodes).any(|(p, upstream)| {
                 p.id != candidate.id
+                    && upstream.is_some_and(|u| self.graph.node_reads(node, u))
                     && !taken.contains(p.id.as_str())
-                    && self.graph.reads(&candidate.key, &p.key)
             });
             if waiting {
                 continue;
@@ -353,7 +379,10 @@ impl<W: Workload> Scheduler<W> {
                     tokio::time::sleep(lease / 3).await;
                     match store.heartbeat(&worker, &ids, now_micros(), lease).await {
                         Ok(held) if held.len() < ids.len() => {
-                            tracing::warn!(lost = ids.len() - held.len(), "runs taken over after a lapsed lease")
+                            tracing::warn!(
+                                lost = ids.len() - held.len(),
+                                "runs taken over after a lapsed lease"
+                            )
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
@@ -381,14 +410,14 @@ impl<W: Workload> Scheduler<W> {
                 for run in &batch {
                     self.store.release(&run.id, &self.worker).await?;
                 }
-                return Ok(batch.into_iter().map(|r| (r.key, RunState::Queued)).collect());
+                return Ok(batch
+                    .into_iter()
+                    .map(|r| (r.key, RunState::Queued))
+                    .collect());
             }
             Some(Ok(Ok(written))) => Ok(written),
             Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Err(format!(
-                "timed out after {}",
-                humanize(timeout)
-            )),
+            Some(Err(_)) => Err(format!("timed out after {}", humanize(timeout))),
         };
         let mut done = Vec::new();
         for run in batch {

@@ -113,10 +113,7 @@ pub async fn report(
                 RunState::Blocked => counts.blocked += 1,
             }
         }
-        let own_successes: Vec<&Run> = successes
-            .values()
-            .filter(|r| r.key.model == name)
-            .collect();
+        let own_successes: Vec<&Run> = successes.values().filter(|r| r.key.model == name).collect();
         let last_success = own_successes.iter().filter_map(|r| r.finished_at).max();
         let newest_partition = own_successes.iter().map(|r| r.key.partition.clone()).max();
         let mut listed: Vec<&Run> = runs

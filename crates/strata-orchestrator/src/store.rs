@@ -18,7 +18,8 @@ pub use crate::run::{ALL, Counts, NewRun, Run, RunKey, RunState};
 use crate::run::{RUN_COLUMNS, run_of};
 
 /// Versioned migrations, applied in order and recorded with their checksums.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "runs", include_str!("../migrations/0001_runs.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "runs", include_str!("../migrations/0001_runs.sql"))];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -185,7 +186,13 @@ impl RunStore {
     /// the state check in the update makes the claim a compare-and-set, and
     /// in PostgreSQL the row lock lets concurrent claimers skip each other's
     /// rows instead of queueing behind them.
-    pub async fn try_claim(&self, id: &str, worker: &str, now: i64, lease: Duration) -> Result<bool> {
+    pub async fn try_claim(
+        &self,
+        id: &str,
+        worker: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<bool> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -283,7 +290,13 @@ impl RunStore {
 
     /// Records success of a run `worker` holds. False when the run is no
     /// longer this worker's (its lease lapsed and it was taken again).
-    pub async fn succeed(&self, id: &str, worker: &str, rows: Option<i64>, now: i64) -> Result<bool> {
+    pub async fn succeed(
+        &self,
+        id: &str,
+        worker: &str,
+        rows: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE runs SET state = 'succeeded', finished_at = $1, rows_written = $2, \
              lease_until = NULL, error = NULL WHERE id = $3 AND worker = $4 AND state = 'running'",
@@ -312,7 +325,11 @@ impl RunStore {
             "UPDATE runs SET state = $1, error = $2, not_before = $3, finished_at = $4, \
              lease_until = NULL WHERE id = $5 AND worker = $6 AND state = 'running'",
         )
-        .bind(if retry_at.is_some() { "queued" } else { "failed" })
+        .bind(if retry_at.is_some() {
+            "queued"
+        } else {
+            "failed"
+        })
         .bind(error)
         .bind(retry_at.unwrap_or(now))
         .bind(retry_at.is_none().then_some(now))
@@ -420,7 +437,13 @@ impl RunStore {
 
     /// The unfinished backfill of the same target and dates, to resume; else
     /// a new one. Returns its id and whether it was resumed.
-    pub async fn open_backfill(&self, target: &str, from: &str, to: &str, now: i64) -> Result<(String, bool)> {
+    pub async fn open_backfill(
+        &self,
+        target: &str,
+        from: &str,
+        to: &str,
+        now: i64,
+    ) -> Result<(String, bool)> {
         let row = sqlx::query(
             "SELECT id FROM backfills WHERE target = $1 AND from_date = $2 AND to_date = $3 \
              AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1",

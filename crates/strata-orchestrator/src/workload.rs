@@ -65,9 +65,7 @@ impl Progress for Tally {
 
     fn done(&self, model: &str, partition: &str, rows: usize) {
         if let Ok(mut written) = self.0.lock() {
-            *written
-                .entry(RunKey::new(model, partition))
-                .or_default() += rows as i64;
+            *written.entry(RunKey::new(model, partition)).or_default() += rows as i64;
         }
     }
 }

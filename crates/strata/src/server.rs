@@ -145,13 +145,9 @@ impl Server {
         };
         let mut scheduler = None;
         if has(Role::Scheduler) {
-            let runner = crate::commands::batch::scheduler(
-                config,
-                config.orchestrator.parallel,
-                true,
-                true,
-            )
-            .await?;
+            let runner =
+                crate::commands::batch::scheduler(config, config.orchestrator.parallel, true, true)
+                    .await?;
             let stop = stop_rx.clone();
             scheduler = Some(tokio::spawn(async move {
                 let result = runner.run(stop).await;

@@ -19,7 +19,9 @@ use crate::on_both_stores;
 use crate::scripted::settings;
 
 fn at(text: &str) -> i64 {
-    DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp_micros()
 }
 
 fn viewed(id: &str, user: &str, ts: &str, received: &str) -> BronzeEvent {
@@ -70,21 +72,35 @@ async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
     };
     let lake = Lake::new(config.lake_dir());
     let mut rows = Vec::new();
-    for (day, date) in ["2026-03-01", "2026-03-02", "2026-03-03"].iter().enumerate() {
+    for (day, date) in ["2026-03-01", "2026-03-02", "2026-03-03"]
+        .iter()
+        .enumerate()
+    {
         for user in ["u1", "u2", "u3"] {
             let ts = format!("{date}T10:00:00Z");
-            rows.push((0, rows.len() as u64, viewed(&format!("{user}-{day}"), user, &ts, &ts)));
+            rows.push((
+                0,
+                rows.len() as u64,
+                viewed(&format!("{user}-{day}"), user, &ts, &ts),
+            ));
         }
     }
-    strata_lake::bronze::append_events(&lake, rows).await.unwrap();
+    strata_lake::bronze::append_events(&lake, rows)
+        .await
+        .unwrap();
 
     let mut settings = settings();
     settings.sense_dirty = true;
     let workload = Arc::new(BatchWorkload::new(&config, 2));
-    let mut s = Scheduler::new(db.open().await, workload, settings).await.unwrap();
+    let mut s = Scheduler::new(db.open().await, workload, settings)
+        .await
+        .unwrap();
     // The sensor finds three new dates; what they feed follows as it is built.
     let first = drain(&mut s).await;
-    assert!(first.iter().all(|(_, state)| *state == RunState::Succeeded), "{first:?}");
+    assert!(
+        first.iter().all(|(_, state)| *state == RunState::Succeeded),
+        "{first:?}"
+    );
     let built: BTreeSet<&RunKey> = first.iter().map(|(k, _)| k).collect();
     for date in ["2026-03-01", "2026-03-02", "2026-03-03"] {
         assert!(built.contains(&RunKey::new("silver.events", date)));
@@ -92,18 +108,35 @@ async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
     }
     assert!(built.contains(&RunKey::new("gold.daily_active_users", "all")));
     assert_eq!(
-        sql(&lake, "select date, dau from gold.daily_active_users order by date").await,
+        sql(
+            &lake,
+            "select date, dau from gold.daily_active_users order by date"
+        )
+        .await,
         "date,dau\n2026-03-01,3\n2026-03-02,3\n2026-03-03,3\n"
     );
 
     // A new person's event of the 2nd, at noon, lands two days late.
     strata_lake::bronze::append_events(
         &lake,
-        [(0, 9, viewed("late-1", "u9", "2026-03-02T12:00:00Z", "2026-03-04T08:00:00Z"))],
+        [(
+            0,
+            9,
+            viewed(
+                "late-1",
+                "u9",
+                "2026-03-02T12:00:00Z",
+                "2026-03-04T08:00:00Z",
+            ),
+        )],
     )
     .await
     .unwrap();
-    assert_eq!(s.sense(true, now_micros()).await.unwrap(), 1, "silver.events 2026-03-02");
+    assert_eq!(
+        s.sense(true, now_micros()).await.unwrap(),
+        1,
+        "silver.events 2026-03-02"
+    );
     let second = drain(&mut s).await;
     let rerun: BTreeSet<String> = second.iter().map(|(k, _)| k.to_string()).collect();
     // Worked out by hand from the declared inputs: the date itself; the
@@ -127,9 +160,17 @@ async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
     .map(String::from)
     .into();
     assert_eq!(rerun, expected);
-    assert!(second.iter().all(|(_, state)| *state == RunState::Succeeded));
+    assert!(
+        second
+            .iter()
+            .all(|(_, state)| *state == RunState::Succeeded)
+    );
     assert_eq!(
-        sql(&lake, "select date, dau from gold.daily_active_users order by date").await,
+        sql(
+            &lake,
+            "select date, dau from gold.daily_active_users order by date"
+        )
+        .await,
         "date,dau\n2026-03-01,3\n2026-03-02,4\n2026-03-03,3\n"
     );
     assert_eq!(

@@ -46,7 +46,11 @@ async fn drain(s: &mut Scheduler<Scripted>) {
             if s.store().pending().await.unwrap().is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "runs left pending: {:?}", s.store().pending().await.unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "runs left pending: {:?}",
+                s.store().pending().await.unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -71,7 +75,7 @@ on_both_stores!(
     a_heartbeat_keeps_a_long_run_its_own,
     an_interrupted_backfill_resumes,
     a_schedule_fires_once_after_the_day_boundary,
-    two_schedulers_never_run_one_partition_twice,
+    two_schedulers_never_run_one_partition_twice_and_finish_a_backfill,
     migrations_are_versioned,
 );
 
@@ -116,7 +120,12 @@ async fn dependency_order_follows_inputs_and_rolling_windows(db: &Db) {
         batch(Model::ActiveDays, "2026-03-01"),
         batch(Model::Sessions, "2026-03-01")
     );
-    assert!(latest(s.store()).await.values().all(|r| r.state == RunState::Succeeded));
+    assert!(
+        latest(s.store())
+            .await
+            .values()
+            .all(|r| r.state == RunState::Succeeded)
+    );
 }
 
 async fn a_failed_attempt_is_retried_after_a_backoff(db: &Db) {
@@ -173,15 +182,24 @@ async fn a_permanent_failure_blocks_what_reads_it(db: &Db) {
     // Claimed with the bad date at first, the good one was retried alone.
     assert_eq!(state(Model::Events, "2026-03-01"), RunState::Succeeded);
     assert_eq!(state(Model::ActiveDays, "2026-03-01"), RunState::Succeeded);
-    assert_eq!(state(Model::ExperimentEvents, "2026-03-01"), RunState::Succeeded);
+    assert_eq!(
+        state(Model::ExperimentEvents, "2026-03-01"),
+        RunState::Succeeded
+    );
     // What reads the failed date is blocked, not failed, and says why.
     assert_eq!(state(Model::ActiveDays, "2026-03-02"), RunState::Blocked);
     assert_eq!(state(Model::Sessions, "2026-03-01"), RunState::Blocked);
     assert_eq!(state(Model::DailyActiveUsers, ALL), RunState::Blocked);
-    let why = runs[&key(Model::Sessions, "2026-03-01")].error.clone().unwrap();
+    let why = runs[&key(Model::Sessions, "2026-03-01")]
+        .error
+        .clone()
+        .unwrap();
     assert!(why.contains("silver.events 2026-03-02 failed"), "{why}");
     let blocked = key(Model::ActiveDays, "2026-03-02");
-    assert!(!work.order().contains(&blocked), "a blocked run never executes");
+    assert!(
+        !work.order().contains(&blocked),
+        "a blocked run never executes"
+    );
 }
 
 async fn a_run_past_its_timeout_fails(db: &Db) {
@@ -204,7 +222,10 @@ async fn a_run_past_its_timeout_fails(db: &Db) {
     assert_eq!(runs[&slow].state, RunState::Failed);
     let error = runs[&slow].error.clone().unwrap();
     assert!(error.contains("timed out after 200ms"), "{error}");
-    assert_eq!(runs[&key(Model::Sessions, "2026-03-01")].state, RunState::Blocked);
+    assert_eq!(
+        runs[&key(Model::Sessions, "2026-03-01")].state,
+        RunState::Blocked
+    );
 }
 
 async fn a_run_whose_lease_lapsed_is_run_again(db: &Db) {
@@ -215,12 +236,22 @@ async fn a_run_whose_lease_lapsed_is_run_again(db: &Db) {
     // Another worker claims it and dies without a word: no heartbeat.
     let other = db.open().await;
     let id = other.pending().await.unwrap()[0].id.clone();
-    assert!(other
-        .try_claim(&id, "worker-that-died", now_micros(), Duration::from_secs(1))
-        .await
-        .unwrap());
+    assert!(
+        other
+            .try_claim(
+                &id,
+                "worker-that-died",
+                now_micros(),
+                Duration::from_secs(1)
+            )
+            .await
+            .unwrap()
+    );
     let tick = s.tick(now_micros()).await.unwrap();
-    assert!(tick.executed.is_empty(), "claimed by a worker whose lease holds");
+    assert!(
+        tick.executed.is_empty(),
+        "claimed by a worker whose lease holds"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let tick = s.tick(now_micros()).await.unwrap();
     assert_eq!(tick.requeued, 1);
@@ -270,7 +301,10 @@ async fn an_interrupted_backfill_resumes(db: &Db) {
         target: Model::ActiveDays.name(),
         from: dates[0].into(),
         to: dates[2].into(),
-        partitions: dates.iter().map(|d| (key(Model::ActiveDays, d), false)).collect(),
+        partitions: dates
+            .iter()
+            .map(|d| (key(Model::ActiveDays, d), false))
+            .collect(),
         reason: "backfill".into(),
     };
     let first = backfill::start(&s, &request).await.unwrap();
@@ -278,11 +312,12 @@ async fn an_interrupted_backfill_resumes(db: &Db) {
     assert_eq!(first.runs, 3);
     // The process working it is killed holding one run.
     let victim = s.store().runs_of_backfill(&first.id).await.unwrap()[1].clone();
-    assert!(s
-        .store()
-        .try_claim(&victim.id, "killed", now_micros(), Duration::from_secs(1))
-        .await
-        .unwrap());
+    assert!(
+        s.store()
+            .try_claim(&victim.id, "killed", now_micros(), Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
     let again = backfill::start(&s, &request).await.unwrap();
     assert!(again.resumed);
     assert_eq!((again.id.as_str(), again.runs), (first.id.as_str(), 3));
@@ -311,11 +346,27 @@ async fn a_schedule_fires_once_after_the_day_boundary(db: &Db) {
     let mut one = scheduler(db.open().await, work.clone(), config.clone()).await;
     let mut two = scheduler(db.open().await, work.clone(), config).await;
     // Both start in the evening of the 10th: nothing fires for history.
-    assert!(one.tick(at("2026-03-10T21:30:00Z")).await.unwrap().fired.is_empty());
-    assert!(two.tick(at("2026-03-10T21:30:00Z")).await.unwrap().fired.is_empty());
+    assert!(
+        one.tick(at("2026-03-10T21:30:00Z"))
+            .await
+            .unwrap()
+            .fired
+            .is_empty()
+    );
+    assert!(
+        two.tick(at("2026-03-10T21:30:00Z"))
+            .await
+            .unwrap()
+            .fired
+            .is_empty()
+    );
     // Midnight passes; the daily runs wait out the 10-minute straggler delay.
     let t1 = one.tick(at("2026-03-11T00:05:00Z")).await.unwrap();
-    assert_eq!(t1.fired, ["hourly"], "23:00's hourly run, not yet the daily");
+    assert_eq!(
+        t1.fired,
+        ["hourly"],
+        "23:00's hourly run, not yet the daily"
+    );
     let (a, b) = tokio::join!(
         one.tick(at("2026-03-11T00:10:30Z")),
         two.tick(at("2026-03-11T00:10:30Z"))
@@ -330,12 +381,16 @@ async fn a_schedule_fires_once_after_the_day_boundary(db: &Db) {
     assert!(runs.contains_key(&key(Model::Sessions, "2026-03-10")));
     assert!(runs.contains_key(&key(Model::DimUsers, ALL)));
     assert!(!runs.keys().any(|k| k.partition == "2026-03-11"));
-    assert!(runs[&key(Model::HourlyEvents, "2026-03-10")].reason.starts_with("schedule:"));
+    assert!(
+        runs[&key(Model::HourlyEvents, "2026-03-10")]
+            .reason
+            .starts_with("schedule:")
+    );
     let again = one.tick(at("2026-03-11T00:20:00Z")).await.unwrap();
     assert!(again.fired.is_empty());
 }
 
-async fn two_schedulers_never_run_one_partition_twice(db: &Db) {
+async fn two_schedulers_never_run_one_partition_twice_and_finish_a_backfill(db: &Db) {
     let work = Arc::new(Scripted {
         work: Duration::from_millis(15),
         ..Scripted::default()
@@ -352,9 +407,23 @@ async fn two_schedulers_never_run_one_partition_twice(db: &Db) {
         .collect();
     let mut keys: Vec<RunKey> = dates.iter().map(|d| key(Model::ActiveDays, d)).collect();
     keys.extend(dates[..6].iter().map(|d| key(Model::Events, d)));
-    enqueue(&one, &keys).await;
+    let request = Request {
+        target: "all".into(),
+        from: dates[0].clone(),
+        to: dates[29].clone(),
+        partitions: keys.iter().map(|k| (k.clone(), false)).collect(),
+        reason: "backfill".into(),
+    };
+    let started = backfill::start(&one, &request).await.unwrap();
     let (workers_one, workers_two) = (one.worker().to_owned(), two.worker().to_owned());
-    tokio::join!(drain(&mut one), drain(&mut two));
+    // Both work the same backfill until it is done.
+    let poll = Duration::from_millis(5);
+    let (a, b) = tokio::join!(
+        backfill::work(&mut one, &started.id, poll, |_, _| {}),
+        backfill::work(&mut two, &started.id, poll, |_, _| {})
+    );
+    assert_eq!(a.unwrap().succeeded, keys.len() as i64);
+    assert_eq!(b.unwrap().succeeded, keys.len() as i64);
     let executions = work.executions.lock().unwrap().clone();
     let mut seen: BTreeMap<RunKey, usize> = BTreeMap::new();
     for e in &executions {
@@ -368,14 +437,33 @@ async fn two_schedulers_never_run_one_partition_twice(db: &Db) {
     // Every date's active days started after its events were written,
     // whichever scheduler built which.
     for d in &dates[..6] {
-        let events = executions.iter().find(|e| e.keys.contains(&key(Model::Events, d))).unwrap();
-        let active = executions.iter().find(|e| e.keys.contains(&key(Model::ActiveDays, d))).unwrap();
-        assert!(active.started >= events.ended, "{d}: active days before events");
+        let events = executions
+            .iter()
+            .find(|e| e.keys.contains(&key(Model::Events, d)))
+            .unwrap();
+        let active = executions
+            .iter()
+            .find(|e| e.keys.contains(&key(Model::ActiveDays, d)))
+            .unwrap();
+        assert!(
+            active.started >= events.ended,
+            "{d}: active days before events"
+        );
     }
     let runs = latest(one.store()).await;
-    let by_worker = |w: &str| runs.values().filter(|r| r.worker.as_deref() == Some(w)).count();
-    assert!(by_worker(&workers_one) > 0 && by_worker(&workers_two) > 0, "both schedulers worked");
-    assert_eq!(by_worker(&workers_one) + by_worker(&workers_two), keys.len());
+    let by_worker = |w: &str| {
+        runs.values()
+            .filter(|r| r.worker.as_deref() == Some(w))
+            .count()
+    };
+    assert!(
+        by_worker(&workers_one) > 0 && by_worker(&workers_two) > 0,
+        "both schedulers worked"
+    );
+    assert_eq!(
+        by_worker(&workers_one) + by_worker(&workers_two),
+        keys.len()
+    );
 }
 
 async fn migrations_are_versioned(db: &Db) {

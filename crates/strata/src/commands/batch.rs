@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_batch::dates::format_day;
 use strata_batch::Model;
+use strata_batch::dates::format_day;
 use strata_core::config::Config;
 use strata_orchestrator::backfill::{self, Request};
 use strata_orchestrator::store::{ALL, Counts, Run};
@@ -99,7 +99,10 @@ fn print_summary(runs: &[Run]) {
         total.rows,
         seconds(&total)
     );
-    for run in runs.iter().filter(|r| !matches!(r.state, RunState::Succeeded)) {
+    for run in runs
+        .iter()
+        .filter(|r| !matches!(r.state, RunState::Succeeded))
+    {
         println!(
             "{} {}: {}",
             run.key,
@@ -120,14 +123,22 @@ async fn work(config: &Config, parallel: usize, request: Request) -> Result<()> 
         );
     }
     let bar = bar();
-    let poll = config.orchestrator.poll_interval.min(std::time::Duration::from_millis(200));
-    let counts = backfill::work(&mut scheduler, &started.id, poll, |counts: &Counts, tick| {
-        bar.set_length(counts.total() as u64);
-        bar.set_position(counts.done() as u64);
-        if let Some((key, _)) = tick.executed.last() {
-            bar.set_message(key.to_string());
-        }
-    })
+    let poll = config
+        .orchestrator
+        .poll_interval
+        .min(std::time::Duration::from_millis(200));
+    let counts = backfill::work(
+        &mut scheduler,
+        &started.id,
+        poll,
+        |counts: &Counts, tick| {
+            bar.set_length(counts.total() as u64);
+            bar.set_position(counts.done() as u64);
+            if let Some((key, _)) = tick.executed.last() {
+                bar.set_message(key.to_string());
+            }
+        },
+    )
     .await?;
     bar.finish_and_clear();
     print_summary(&scheduler.store().runs_of_backfill(&started.id).await?);
@@ -143,10 +154,16 @@ async fn work(config: &Config, parallel: usize, request: Request) -> Result<()> 
 
 /// Partitions this command left dirty, and who rebuilds them.
 async fn report_dirty(config: &Config, scheduler: &Scheduler<BatchWorkload>) {
-    let Ok(state) = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir)) else {
+    let Ok(state) = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir))
+    else {
         return;
     };
-    let pending = scheduler.store().pending().await.map(|p| p.len()).unwrap_or(0);
+    let pending = scheduler
+        .store()
+        .pending()
+        .await
+        .map(|p| p.len())
+        .unwrap_or(0);
     let dirty = state.all_dirty().len();
     if dirty > 0 {
         println!(
@@ -198,10 +215,15 @@ async fn run_dirty(config: &Config) -> Result<()> {
     let bar = bar();
     let mut executed: Vec<(RunKey, RunState)> = Vec::new();
     loop {
-        let tick = scheduler.tick(strata_orchestrator::store::now_micros()).await?;
+        let tick = scheduler
+            .tick(strata_orchestrator::store::now_micros())
+            .await?;
         let pending = scheduler.store().pending().await?;
         executed.extend(tick.executed.iter().cloned());
-        let done = executed.iter().filter(|(_, s)| *s != RunState::Queued).count();
+        let done = executed
+            .iter()
+            .filter(|(_, s)| *s != RunState::Queued)
+            .count();
         bar.set_length((done + pending.len()) as u64);
         bar.set_position(done as u64);
         if let Some((key, _)) = tick.executed.last() {
@@ -222,13 +244,20 @@ async fn run_dirty(config: &Config) -> Result<()> {
         .collect();
     println!(
         "{} partitions rebuilt",
-        executed.iter().filter(|(_, s)| *s == RunState::Succeeded).count()
+        executed
+            .iter()
+            .filter(|(_, s)| *s == RunState::Succeeded)
+            .count()
     );
     if !failed.is_empty() {
         return Err(CliError::Runtime(format!(
             "{} partitions failed (see `strata status`): {}",
             failed.len(),
-            failed.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+            failed
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     Ok(())

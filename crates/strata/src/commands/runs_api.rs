@@ -26,10 +26,12 @@ struct Filter {
 }
 
 pub fn router(config: Config, store: RunStore) -> Router {
-    Router::new().route("/api/runs", get(runs)).with_state(Runs {
-        config: Arc::new(config),
-        store,
-    })
+    Router::new()
+        .route("/api/runs", get(runs))
+        .with_state(Runs {
+            config: Arc::new(config),
+            store,
+        })
 }
 
 async fn runs(State(runs): State<Runs>, Query(filter): Query<Filter>) -> Response {

@@ -39,14 +39,22 @@ fn print_runs(report: &Report) {
         println!(
             "{:<28} {:<20} {:>9} {:>4} {:>4} {:>4} {:>4} {:>4}  {:<20}",
             m.model,
-            m.last_success_at.as_deref().map(|t| &t[..19.min(t.len())]).unwrap_or("never"),
-            m.freshness_seconds.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            m.last_success_at
+                .as_deref()
+                .map(|t| &t[..19.min(t.len())])
+                .unwrap_or("never"),
+            m.freshness_seconds
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             c.succeeded,
             c.running,
             c.queued,
             c.failed,
             c.blocked,
-            m.next_scheduled_at.as_deref().map(|t| &t[..19.min(t.len())]).unwrap_or("-"),
+            m.next_scheduled_at
+                .as_deref()
+                .map(|t| &t[..19.min(t.len())])
+                .unwrap_or("-"),
         );
     }
     for m in &report.models {

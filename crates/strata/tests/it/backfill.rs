@@ -148,10 +148,16 @@ fn an_interrupted_backfill_leaves_whole_partitions_and_a_rerun_completes_it() {
         .iter()
         .flat_map(|m| m["partitions"].as_array().unwrap())
         .collect();
-    assert!(partitions.iter().all(|p| p["state"] == "succeeded"), "{report}");
+    assert!(
+        partitions.iter().all(|p| p["state"] == "succeeded"),
+        "{report}"
+    );
     assert!(partitions.iter().any(|p| p["attempts"] == 2), "{report}");
     assert_eq!(
-        crate::process::count(dir, "select count(*) - count(distinct event_id) from silver.events"),
+        crate::process::count(
+            dir,
+            "select count(*) - count(distinct event_id) from silver.events"
+        ),
         0
     );
 

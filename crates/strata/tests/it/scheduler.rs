@@ -33,16 +33,29 @@ fn get(url: &str) -> (u16, Value) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 fn post_track(base: &str, body: &str) {
     let out = std::process::Command::new("curl")
-        .args(["-sf", "-u", &format!("{KEY}:"), "-H", "content-type: application/json"])
+        .args([
+            "-sf",
+            "-u",
+            &format!("{KEY}:"),
+            "-H",
+            "content-type: application/json",
+        ])
         .args(["-d", body, &format!("{base}/v1/track")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -53,7 +66,12 @@ fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
     std::fs::write(&config, "[orchestrator]\ndirty_check_interval = \"1s\"\n").unwrap();
     let served = Served::start_with(dir, &["--config", config.to_str().unwrap()]);
     send_generated(&served.base, "2", "40", "31");
-    let dau = |d: &str| number(dir, &format!("select dau from gold.daily_active_users where date = '{d}'"));
+    let dau = |d: &str| {
+        number(
+            dir,
+            &format!("select dau from gold.daily_active_users where date = '{d}'"),
+        )
+    };
     // No backfill is asked for: the sensor finds the new dates.
     wait_for("the first DAU", Duration::from_secs(120), || {
         dau("2026-03-02").is_some_and(|n| n > 0)
@@ -69,7 +87,10 @@ fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
         dau("2026-03-01") == Some(before + 1)
     });
     assert_eq!(
-        number(dir, "select count(*) - count(distinct event_id) from silver.events"),
+        number(
+            dir,
+            "select count(*) - count(distinct event_id) from silver.events"
+        ),
         Some(0)
     );
 
@@ -87,14 +108,19 @@ fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
     for m in models {
         assert_eq!(m["partitions_by_state"]["failed"], 0, "{m}");
     }
-    let (code, one) = get(&format!("{}/api/runs?model=silver.events&state=succeeded", served.base));
+    let (code, one) = get(&format!(
+        "{}/api/runs?model=silver.events&state=succeeded",
+        served.base
+    ));
     assert_eq!(code, 200);
     assert_eq!(one["models"].as_array().unwrap().len(), 1);
-    assert!(one["models"][0]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["partition"] == "2026-03-01" && p["state"] == "succeeded"));
+    assert!(
+        one["models"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["partition"] == "2026-03-01" && p["state"] == "succeeded")
+    );
     let (code, _) = get(&format!("{}/api/runs?model=gold.nope", served.base));
     assert_eq!(code, 404);
     assert!(served.terminate().success());
