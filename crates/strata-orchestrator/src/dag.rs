@@ -110,6 +110,12 @@ impl Graph {
         }
     }
 
+    /// Whether some partition of `model` may read some partition of
+    /// `upstream`.
+    pub fn may_read(&self, model: Model, upstream: Model) -> bool {
+        self.reads.contains_key(&(model, upstream)) || (model == upstream && model == Model::Events)
+    }
+
     /// `reads`, for partitions parsed once.
     pub fn node_reads(&self, run: Node, upstream: Node) -> bool {
         if run.model == upstream.model {

@@ -304,56 +304,80 @@ impl<W: Workload> Scheduler<W> {
                 break pending;
             }
         };
-        // Parsed once: readiness compares every candidate with every
-        // pending run.
+        // Parsed once, and grouped by model: a candidate is compared only
+        // with the pending runs of models it reads.
         let nodes: Vec<Option<Node>> = pending.iter().map(|r| Node::of(&r.key)).collect();
-        let mut candidates: Vec<(usize, &Run)> = pending
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.state == RunState::Queued && r.not_before <= now)
+        let mut by_model: BTreeMap<Model, Vec<usize>> = BTreeMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(node) = node {
+                by_model.entry(node.model).or_default().push(i);
+            }
+        }
+        let mut candidates: Vec<usize> = (0..pending.len())
+            .filter(|&i| pending[i].state == RunState::Queued && pending[i].not_before <= now)
             .collect();
         if let Some(focus) = &self.focus {
             // Stable: own runs first, each group still in claim order.
-            candidates.sort_by_key(|(_, r)| r.backfill_id.as_deref() != Some(focus.as_str()));
+            candidates.sort_by_key(|&i| pending[i].backfill_id.as_deref() != Some(focus.as_str()));
         }
-        let mut batch: Vec<Run> = Vec::new();
-        let mut taken: BTreeSet<&str> = BTreeSet::new();
         // A retried run goes alone, so one bad partition cannot keep
         // failing the others claimed with it.
-        let mut alone = false;
-        for (index, candidate) in candidates {
-            let Some(node) = nodes[index] else {
+        let mut chosen: Vec<usize> = Vec::new();
+        for index in candidates {
+            let (candidate, Some(node)) = (&pending[index], nodes[index]) else {
                 continue;
             };
-            if let Some(first) = batch.first() {
-                if alone
+            if let Some(&first) = chosen.first() {
+                if pending[first].attempts > 0
                     || candidate.attempts > 0
-                    || candidate.level != first.level
-                    || batch.len() >= self.config.max_batch
+                    || candidate.level != pending[first].level
+                    || chosen.len() >= self.config.max_batch
                 {
                     continue;
                 }
             }
-            let waiting = pending.iter().zip(&nodes).any(|(p, upstream)| {
-                p.id != candidate.id
-                    && upstream.is_some_and(|u| self.graph.node_reads(node, u))
-                    && !taken.contains(p.id.as_str())
-            });
-            if waiting {
+            let waiting = by_model
+                .iter()
+                .filter(|(model, _)| self.graph.may_read(node.model, **model))
+                .flat_map(|(_, runs)| runs)
+                .any(|&i| {
+                    i != index
+                        && !chosen.contains(&i)
+                        && nodes[i].is_some_and(|u| self.graph.node_reads(node, u))
+                });
+            if !waiting {
+                chosen.push(index);
+            }
+        }
+        let ids: Vec<String> = chosen.iter().map(|&i| pending[i].id.clone()).collect();
+        let claimed: BTreeSet<String> = self
+            .store
+            .claim_many(&ids, &self.worker, now, self.config.lease)
+            .await?
+            .into_iter()
+            .collect();
+        let mut batch: Vec<Run> = Vec::new();
+        let mut kept: Vec<usize> = Vec::new();
+        for &i in &chosen {
+            if !claimed.contains(&pending[i].id) {
                 continue;
             }
-            if self
-                .store
-                .try_claim(&candidate.id, &self.worker, now, self.config.lease)
-                .await?
-            {
-                taken.insert(candidate.id.as_str());
-                alone |= candidate.attempts > 0;
-                let mut run = candidate.clone();
-                run.attempts += 1;
-                run.state = RunState::Running;
-                batch.push(run);
+            // An input chosen with it went to another worker: wait for it.
+            let node = nodes[i].expect("chosen runs have nodes");
+            let lost_input = chosen.iter().any(|&j| {
+                j != i
+                    && !kept.contains(&j)
+                    && nodes[j].is_some_and(|u| self.graph.node_reads(node, u))
+            });
+            if lost_input {
+                self.store.release(&pending[i].id, &self.worker).await?;
+                continue;
             }
+            kept.push(i);
+            let mut run = pending[i].clone();
+            run.attempts += 1;
+            run.state = RunState::Running;
+            batch.push(run);
         }
         Ok((batch, blocked))
     }
@@ -366,21 +390,27 @@ impl<W: Workload> Scheduler<W> {
         batch: Vec<Run>,
         stop: Option<&mut watch::Receiver<bool>>,
     ) -> Result<Vec<(RunKey, RunState)>> {
-        let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
         let keys: Vec<String> = batch.iter().map(|r| r.key.to_string()).collect();
-        tracing::info!(runs = ?keys, worker = %self.worker, "runs claimed");
+        match keys.as_slice() {
+            [one] => tracing::info!(run = %one, worker = %self.worker, "run claimed"),
+            [first, .., last] => {
+                tracing::info!(runs = keys.len(), %first, %last, worker = %self.worker, "runs claimed")
+            }
+            [] => {}
+        }
+        tracing::debug!(runs = ?keys, "claimed");
         let heartbeat = {
             let store = self.store.clone();
             let worker = self.worker.clone();
-            let ids = ids.clone();
+            let held_before = batch.len();
             let lease = self.config.lease;
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    match store.heartbeat(&worker, &ids, now_micros(), lease).await {
-                        Ok(held) if held.len() < ids.len() => {
+                    match store.heartbeat(&worker, now_micros(), lease).await {
+                        Ok(held) if held.len() < held_before => {
                             tracing::warn!(
-                                lost = ids.len() - held.len(),
+                                lost = held_before - held.len(),
                                 "runs taken over after a lapsed lease"
                             )
                         }
@@ -419,14 +449,17 @@ impl<W: Workload> Scheduler<W> {
             Some(Ok(Err(e))) => Err(e),
             Some(Err(_)) => Err(format!("timed out after {}", humanize(timeout))),
         };
+        if let Ok(written) = &outcome {
+            let rows: Vec<(String, Option<i64>)> = batch
+                .iter()
+                .map(|r| (r.id.clone(), written.get(&r.key).copied()))
+                .collect();
+            self.store.succeed(&rows, &self.worker, now).await?;
+        }
         let mut done = Vec::new();
         for run in batch {
             let state = match &outcome {
-                Ok(written) => {
-                    let rows = written.get(&run.key).copied();
-                    self.store.succeed(&run.id, &self.worker, rows, now).await?;
-                    RunState::Succeeded
-                }
+                Ok(_) => RunState::Succeeded,
                 Err(e) => {
                     let attempts = u32::try_from(run.attempts).unwrap_or(u32::MAX);
                     let retry_at = (run.attempts < run.max_attempts)

@@ -182,10 +182,7 @@ impl RunStore {
         row.as_ref().map(run_of).transpose()
     }
 
-    /// Takes a queued run for `worker` unless another worker took it first:
-    /// the state check in the update makes the claim a compare-and-set, and
-    /// in PostgreSQL the row lock lets concurrent claimers skip each other's
-    /// rows instead of queueing behind them.
+    /// Takes a queued run for `worker` unless another worker took it first.
     pub async fn try_claim(
         &self,
         id: &str,
@@ -193,53 +190,67 @@ impl RunStore {
         now: i64,
         lease: Duration,
     ) -> Result<bool> {
+        Ok(!self
+            .claim_many(&[id.to_owned()], worker, now, lease)
+            .await?
+            .is_empty())
+    }
+
+    /// Takes those of these queued runs that no other worker took first, in
+    /// one statement; returns the ids taken. The state check in the update
+    /// makes each claim a compare-and-set, and in PostgreSQL the row lock
+    /// lets concurrent claimers skip each other's rows instead of queueing
+    /// behind them.
+    pub async fn claim_many(
+        &self,
+        ids: &[String],
+        worker: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let claimed = sqlx::query(&format!(
+        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
             "UPDATE runs SET state = 'running', worker = $1, started_at = $2, lease_until = $3, \
              attempts = attempts + 1, finished_at = NULL \
-             WHERE id = (SELECT id FROM runs WHERE id = $4 AND state = 'queued' \
-             AND not_before <= $2{lock}) AND state = 'queued'"
-        ))
-        .bind(worker)
-        .bind(now)
-        .bind(now + micros(lease))
-        .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+             WHERE id IN (SELECT id FROM runs WHERE id IN ({}) AND state = 'queued' \
+             AND not_before <= $2{lock}) AND state = 'queued' RETURNING id",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(worker)
+            .bind(now)
+            .bind(now + micros(lease));
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
+            .collect()
     }
 
     /// Extends the leases of `worker`'s running runs to `now + lease`;
     /// returns the ids it still holds (a run whose lease lapsed may have
     /// gone to another worker).
-    pub async fn heartbeat(
-        &self,
-        worker: &str,
-        ids: &[String],
-        now: i64,
-        lease: Duration,
-    ) -> Result<Vec<String>> {
-        let mut held = Vec::new();
-        for id in ids {
-            let n = sqlx::query(
-                "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND state = 'running'",
-            )
-            .bind(now + micros(lease))
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                held.push(id.clone());
-            }
-        }
+    pub async fn heartbeat(&self, worker: &str, now: i64, lease: Duration) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "UPDATE runs SET lease_until = $1 WHERE worker = $2 AND state = 'running' RETURNING id",
+        )
+        .bind(now + micros(lease))
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await?;
         self.beat_worker(worker, now).await?;
-        Ok(held)
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
+            .collect()
     }
 
     /// Says `worker` is alive (shown by `strata status`).
@@ -288,27 +299,32 @@ impl RunStore {
         Ok(requeued)
     }
 
-    /// Records success of a run `worker` holds. False when the run is no
-    /// longer this worker's (its lease lapsed and it was taken again).
+    /// Records the success of runs `worker` holds, with the rows each
+    /// wrote, in one transaction. Returns how many were still this
+    /// worker's (a run whose lease lapsed may have been taken again).
     pub async fn succeed(
         &self,
-        id: &str,
+        runs: &[(String, Option<i64>)],
         worker: &str,
-        rows: Option<i64>,
         now: i64,
-    ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE runs SET state = 'succeeded', finished_at = $1, rows_written = $2, \
-             lease_until = NULL, error = NULL WHERE id = $3 AND worker = $4 AND state = 'running'",
-        )
-        .bind(now)
-        .bind(rows)
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut recorded = 0;
+        for (id, rows) in runs {
+            recorded += sqlx::query(
+                "UPDATE runs SET state = 'succeeded', finished_at = $1, rows_written = $2, \
+                 lease_until = NULL, error = NULL WHERE id = $3 AND worker = $4 AND state = 'running'",
+            )
+            .bind(now)
+            .bind(*rows)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// Records a failed attempt: queued again at `retry_at`, or failed for
@@ -385,12 +401,13 @@ impl RunStore {
     /// Partitions whose newest run failed or was blocked: what reads them
     /// is blocked until they are run again.
     pub async fn broken(&self) -> Result<Vec<Run>> {
-        Ok(self
-            .latest()
-            .await?
-            .into_iter()
-            .filter(|r| matches!(r.state, RunState::Failed | RunState::Blocked))
-            .collect())
+        self.select(
+            "r WHERE state IN ('failed', 'blocked') AND NOT EXISTS (SELECT 1 FROM runs s \
+             WHERE s.model = r.model AND s.partition_key = r.partition_key \
+             AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
+             ORDER BY model, partition_key",
+        )
+        .await
     }
 
     /// The newest successful run of each partition.

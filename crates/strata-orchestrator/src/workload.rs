@@ -132,3 +132,17 @@ impl Workload for BatchWorkload {
         Ok(keys.into_iter().collect())
     }
 }
+
+/// Builds nothing: what the scheduler costs by itself, for `strata bench
+/// scheduler`.
+pub struct Noop;
+
+impl Workload for Noop {
+    async fn execute(&self, runs: &[Run]) -> Result<Written, String> {
+        Ok(runs.iter().map(|r| (r.key.clone(), 0)).collect())
+    }
+
+    async fn dirty(&self, _scan: bool) -> Result<Vec<RunKey>, String> {
+        Ok(Vec::new())
+    }
+}

@@ -176,6 +176,19 @@ pub enum BenchCommand {
     /// The stream processor: throughput per core, dedup state memory, and
     /// end-to-end freshness through a `strata serve` child.
     Stream(BenchStreamArgs),
+    /// The scheduler's own cost: queueing, claiming and completing runs
+    /// that build nothing, on SQLite and (with --database-url) PostgreSQL.
+    Scheduler(BenchSchedulerArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSchedulerArgs {
+    /// Runs queued at once (one model's dates, all ready).
+    #[arg(long, default_value_t = 1000)]
+    pub runs: usize,
+    /// Also measure this PostgreSQL (a scratch database: its runs are left).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -41,6 +41,9 @@ fn main() {
                 commands::bench::ingest(&cli.global, args).await
             }
             Command::Bench(BenchCommand::Batch(args)) => commands::bench_batch::run(args).await,
+            Command::Bench(BenchCommand::Scheduler(args)) => {
+                commands::bench_scheduler::run(args).await
+            }
             Command::Bench(BenchCommand::Stream(args)) => {
                 commands::bench_stream::run(&cli.global, args).await
             }
@@ -58,7 +61,7 @@ fn init_tracing() {
     // (a conflict that is not is returned as an error and reported).
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=error,datafusion=warn",
+            "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=error,datafusion=warn,sqlx::postgres::notice=warn",
         )
     });
     tracing_subscriber::fmt()

@@ -1,6 +1,7 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_batch;
+pub mod bench_scheduler;
 pub mod bench_stream;
 pub mod demo;
 pub mod generate;
