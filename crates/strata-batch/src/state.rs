@@ -54,18 +54,7 @@ impl StateFile {
     /// Opens the state for a run, holding the data dir's batch lock until
     /// dropped; another run in progress is an error, not a wait.
     pub fn open(dir: &Path) -> Result<Self> {
-        let lock_path = dir.join("lock");
-        let err = |source| Error::State {
-            path: lock_path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(err)?;
+        let (lock, err) = Self::lock_file(dir)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -73,9 +62,7 @@ impl StateFile {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
         }
-        let mut state = Self::read(dir)?;
-        state._lock = Some(lock);
-        Ok(state)
+        Self::read_locked(dir, lock)
     }
 
     /// Opens the state for a run, waiting while another run holds the lock
@@ -83,25 +70,35 @@ impl StateFile {
     pub async fn open_waiting(dir: &Path) -> Result<Self> {
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let lock_path = dir.join("lock");
-            let err = |source| Error::State {
-                path: lock_path.display().to_string(),
-                source,
-            };
-            std::fs::create_dir_all(&dir).map_err(err)?;
-            let lock = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(err)?;
+            let (lock, err) = Self::lock_file(&dir)?;
             lock.lock().map_err(err)?;
-            let mut state = Self::read(&dir)?;
-            state._lock = Some(lock);
-            Ok(state)
+            Self::read_locked(&dir, lock)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// The data dir's lock file, and how to report an error of it.
+    fn lock_file(dir: &Path) -> Result<(std::fs::File, impl Fn(std::io::Error) -> Error)> {
+        let lock_path = dir.join("lock").display().to_string();
+        let err = move |source| Error::State {
+            path: lock_path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(&err)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(&err)?;
+        Ok((lock, err))
+    }
+
+    fn read_locked(dir: &Path, lock: std::fs::File) -> Result<Self> {
+        let mut state = Self::read(dir)?;
+        state._lock = Some(lock);
+        Ok(state)
     }
 
     /// Reads the state without taking the lock (for reporting).

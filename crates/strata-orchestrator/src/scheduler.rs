@@ -316,10 +316,14 @@ impl<W: Workload> Scheduler<W> {
         let mut candidates: Vec<usize> = (0..pending.len())
             .filter(|&i| pending[i].state == RunState::Queued && pending[i].not_before <= now)
             .collect();
-        if let Some(focus) = &self.focus {
-            // Stable: own runs first, each group still in claim order.
-            candidates.sort_by_key(|&i| pending[i].backfill_id.as_deref() != Some(focus.as_str()));
-        }
+        // With a focus, its runs come first (a stable sort keeps each group
+        // in claim order) and are claimed apart from others' runs.
+        let own = |run: &Run| {
+            self.focus
+                .as_deref()
+                .is_none_or(|f| run.backfill_id.as_deref() == Some(f))
+        };
+        candidates.sort_by_key(|&i| !own(&pending[i]));
         // A retried run goes alone, so one bad partition cannot keep
         // failing the others claimed with it.
         let mut chosen: Vec<usize> = Vec::new();
@@ -331,6 +335,7 @@ impl<W: Workload> Scheduler<W> {
                 if pending[first].attempts > 0
                     || candidate.attempts > 0
                     || candidate.level != pending[first].level
+                    || own(&pending[first]) != own(candidate)
                     || chosen.len() >= self.config.max_batch
                 {
                     continue;

@@ -17,6 +17,12 @@ use crate::error::{Error, Result};
 pub use crate::run::{ALL, Counts, NewRun, Run, RunKey, RunState};
 use crate::run::{RUN_COLUMNS, run_of};
 
+/// Keeps a run `r` only when no later run of its partition exists.
+const NEWEST_OF_ITS_PARTITION: &str = "AND NOT EXISTS (SELECT 1 FROM runs s \
+     WHERE s.model = r.model AND s.partition_key = r.partition_key \
+     AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
+     ORDER BY model, partition_key";
+
 /// Versioned migrations, applied in order and recorded with their checksums.
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "runs", include_str!("../migrations/0001_runs.sql"))];
@@ -231,9 +237,7 @@ impl RunStore {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
-            .collect()
+        ids_of(&rows)
     }
 
     /// Extends the leases of `worker`'s running runs to `now + lease`;
@@ -248,16 +252,24 @@ impl RunStore {
         .fetch_all(&self.pool)
         .await?;
         self.beat_worker(worker, now).await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
-            .collect()
+        ids_of(&rows)
     }
 
     /// Says `worker` is alive (shown by `strata status`).
     pub async fn beat_worker(&self, worker: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE workers SET heartbeat_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(worker)
+        self.stamp(
+            "UPDATE workers SET heartbeat_at = $1 WHERE id = $2",
+            now,
+            worker,
+        )
+        .await
+    }
+
+    /// Runs an update of one row's time: `$1` the time, `$2` the row's id.
+    async fn stamp(&self, sql: &str, time: i64, id: &str) -> Result<()> {
+        sqlx::query(sql)
+            .bind(time)
+            .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -389,24 +401,16 @@ impl RunStore {
 
     /// The newest run of every partition that has one.
     pub async fn latest(&self) -> Result<Vec<Run>> {
-        self.select(
-            "r WHERE NOT EXISTS (SELECT 1 FROM runs s WHERE s.model = r.model \
-             AND s.partition_key = r.partition_key \
-             AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
-             ORDER BY model, partition_key",
-        )
-        .await
+        self.select(&format!("r WHERE 1 = 1 {NEWEST_OF_ITS_PARTITION}"))
+            .await
     }
 
     /// Partitions whose newest run failed or was blocked: what reads them
     /// is blocked until they are run again.
     pub async fn broken(&self) -> Result<Vec<Run>> {
-        self.select(
-            "r WHERE state IN ('failed', 'blocked') AND NOT EXISTS (SELECT 1 FROM runs s \
-             WHERE s.model = r.model AND s.partition_key = r.partition_key \
-             AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
-             ORDER BY model, partition_key",
-        )
+        self.select(&format!(
+            "r WHERE state IN ('failed', 'blocked') {NEWEST_OF_ITS_PARTITION}"
+        ))
         .await
     }
 
@@ -422,10 +426,20 @@ impl RunStore {
     }
 
     pub async fn runs_of_backfill(&self, backfill: &str) -> Result<Vec<Run>> {
+        self.select_by("backfill_id", backfill).await
+    }
+
+    /// The runs `worker` executed last (its attempts others took over
+    /// afterwards are not among them).
+    pub async fn runs_of_worker(&self, worker: &str) -> Result<Vec<Run>> {
+        self.select_by("worker", worker).await
+    }
+
+    async fn select_by(&self, column: &str, value: &str) -> Result<Vec<Run>> {
         let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE backfill_id = $1 ORDER BY level, partition_key"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE {column} = $1 ORDER BY level, partition_key"
         ))
-        .bind(backfill)
+        .bind(value)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_of).collect()
@@ -505,12 +519,12 @@ impl RunStore {
     }
 
     pub async fn finish_backfill(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE backfills SET finished_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.stamp(
+            "UPDATE backfills SET finished_at = $1 WHERE id = $2",
+            now,
+            id,
+        )
+        .await
     }
 
     pub async fn schedule_last_fire(&self, name: &str) -> Result<Option<i64>> {
@@ -607,14 +621,19 @@ impl RunStore {
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| r.try_get("id").map_err(Error::from))
-            .collect()
+        ids_of(&rows)
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The `id` column of each row.
+fn ids_of(rows: &[sqlx::any::AnyRow]) -> Result<Vec<String>> {
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
+        .collect()
 }
 
 fn host_name() -> String {

@@ -242,13 +242,7 @@ async fn run_dirty(config: &Config) -> Result<()> {
         .filter(|(_, s)| *s == RunState::Failed)
         .map(|(k, _)| k)
         .collect();
-    println!(
-        "{} partitions rebuilt",
-        executed
-            .iter()
-            .filter(|(_, s)| *s == RunState::Succeeded)
-            .count()
-    );
+    print_summary(&scheduler.store().runs_of_worker(scheduler.worker()).await?);
     if !failed.is_empty() {
         return Err(CliError::Runtime(format!(
             "{} partitions failed (see `strata status`): {}",

@@ -82,19 +82,7 @@ fn status_reports_bronze_and_quarantine() {
     let served = Served::start(dir.path());
     let body =
         r#"{"batch":[{"type":"track","userId":"u","event":"A"},{"type":"track","event":"B"}]}"#;
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-u",
-            &format!("{KEY}:"),
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-        ])
-        .arg(format!("{}/v1/batch", served.base))
-        .output()
-        .unwrap();
+    let out = crate::process::post(&served.base, "/v1/batch", body);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         r#"{"success":true,"accepted":1,"rejected":1}"#

@@ -135,3 +135,19 @@ pub fn send_generated(base: &str, days: &str, users: &str, seed: &str) {
         .unwrap();
     assert_success(&out);
 }
+
+/// POSTs a JSON body with the test source's write key; `curl -sf`, so a
+/// non-2xx answer is a failed exit status.
+pub fn post(base: &str, path: &str, body: &str) -> Output {
+    Command::new("curl")
+        .args([
+            "-sf",
+            "-u",
+            &format!("{KEY}:"),
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", body, &format!("{base}{path}")])
+        .output()
+        .unwrap()
+}

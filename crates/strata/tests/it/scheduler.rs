@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::process::{KEY, Served, run, send_generated};
+use crate::process::{Served, run, send_generated};
 
 /// A number from `strata sql`, or None while the table does not exist yet.
 fn number(dir: &Path, sql: &str) -> Option<i64> {
@@ -40,17 +40,7 @@ fn get(url: &str) -> (u16, Value) {
 }
 
 fn post_track(base: &str, body: &str) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-u",
-            &format!("{KEY}:"),
-            "-H",
-            "content-type: application/json",
-        ])
-        .args(["-d", body, &format!("{base}/v1/track")])
-        .output()
-        .unwrap();
+    let out = crate::process::post(base, "/v1/track", body);
     assert!(
         out.status.success(),
         "{}",
