@@ -118,8 +118,14 @@ impl Server {
                 config.data_dir.display()
             ))
         })?;
-        let log = open_log(config, has(Role::Stream))?;
-        let dyn_log: Arc<dyn Log> = log.clone();
+        // A scheduler alone does not touch the log: several of them may
+        // run beside the process that owns it.
+        let log = if has(Role::Collector) || has(Role::Loader) || has(Role::Stream) {
+            Some(open_log(config, has(Role::Stream))?)
+        } else {
+            None
+        };
+        let dyn_log = || -> Arc<dyn Log> { log.clone().expect("log opened for this role") };
         let (stop, stop_rx) = watch::channel(false);
 
         // Opened before the HTTP server so `/api/realtime` is served from
@@ -129,7 +135,7 @@ impl Server {
         if has(Role::Stream) {
             let lake = Lake::new(config.lake_dir());
             let processor =
-                StreamProcessor::open(&config.stream, &lake, dyn_log.clone(), config.stream_dir())
+                StreamProcessor::open(&config.stream, &lake, dyn_log(), config.stream_dir())
                     .await?;
             realtime = Some(processor.handle());
             stream = Some(processor);
@@ -167,8 +173,7 @@ impl Server {
                     CliError::Runtime(format!("cannot listen on {}: {e}", config.listen))
                 })?;
             addr = listener.local_addr().ok();
-            let collector =
-                Collector::new(&config.sources, dyn_log.clone(), config.collector.clone());
+            let collector = Collector::new(&config.sources, dyn_log(), config.collector.clone());
             let mut app =
                 strata_collector::router(collector.clone()).merge(crate::commands::home::router());
             if let Some(handle) = realtime.clone() {
@@ -196,7 +201,7 @@ impl Server {
         let mut loader = None;
         if has(Role::Loader) {
             let lake = Lake::new(config.lake_dir());
-            let bronze = BronzeLoader::open(&lake, dyn_log.clone(), config.loader.clone()).await?;
+            let bronze = BronzeLoader::open(&lake, dyn_log(), config.loader.clone()).await?;
             loader = Some(spawn_consumer(
                 "bronze loader stopped; bronze tables will fall behind",
                 bronze.run(drain_rx.clone()),
@@ -225,7 +230,9 @@ impl Server {
             let _ = drain.send(true);
             let result = scheduled.and(join_consumer("bronze loader", loader).await);
             let result = result.and(join_consumer("stream processor", stream).await);
-            log.close();
+            if let Some(log) = log {
+                log.close();
+            }
             result
         });
         Ok(Server {

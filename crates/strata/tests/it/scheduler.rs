@@ -122,3 +122,122 @@ fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
     assert!(text.contains("model runs (sqlite store"), "{text}");
     assert!(text.contains("gold.daily_active_users"), "{text}");
 }
+
+/// `psql` as the server's superuser, on the `postgres` database.
+fn psql(sql: &str, database: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-tAc",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn two_scheduler_processes_share_one_postgres_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let database = format!(
+        "strata_cli_{}_{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    psql(&format!("CREATE DATABASE {database}"), "postgres");
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[orchestrator]\ndatabase_url = \"postgres://postgres@127.0.0.1:5432/{database}\"\n\
+             dirty_check_interval = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    // Events land through a collector and loader alone.
+    let served = Served::start_with(
+        dir,
+        &[
+            "--config",
+            config,
+            "--role",
+            "collector",
+            "--role",
+            "loader",
+        ],
+    );
+    send_generated(&served.base, "3", "40", "41");
+    assert!(served.terminate().success());
+
+    // Two scheduler processes, started together, migrate the same store
+    // and share its runs.
+    let spawn = || {
+        crate::process::strata()
+            .args([
+                "serve",
+                "--role",
+                "scheduler",
+                "--config",
+                config,
+                "--data-dir",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let schedulers = [spawn(), spawn()];
+    wait_for(
+        "gold built by the schedulers",
+        Duration::from_secs(120),
+        || {
+            number(dir, "select count(*) from gold.daily_active_users").is_some_and(|n| n >= 3)
+                && psql(
+                    "select count(*) from runs where state in ('queued', 'running')",
+                    &database,
+                ) == "0"
+                && psql("select count(*) from runs", &database) != "0"
+        },
+    );
+    assert_eq!(
+        psql(
+            "select count(*) from runs where state in ('failed', 'blocked')",
+            &database
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql("select count(distinct pid) from workers", &database),
+        "2"
+    );
+    assert_eq!(
+        number(
+            dir,
+            "select count(*) - count(distinct event_id) from silver.events"
+        ),
+        Some(0)
+    );
+    for mut child in schedulers {
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    psql(
+        &format!("DROP DATABASE {database} WITH (FORCE)"),
+        "postgres",
+    );
+}
