@@ -150,11 +150,11 @@ fn psql(sql: &str, database: &str) -> String {
 fn two_scheduler_processes_share_one_postgres_store() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let database = format!(
-        "strata_cli_{}_{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let database = format!("strata_cli_{}_{nanos}", std::process::id());
     psql(&format!("CREATE DATABASE {database}"), "postgres");
     let config = dir.join("strata.toml");
     std::fs::write(
