@@ -60,7 +60,7 @@ pub struct ModelStatus {
 pub struct Report {
     pub generated_at: String,
     pub store: String,
-    /// Schedulers that renewed a lease or heartbeat in the last minute.
+    /// Workers (schedulers, backfills) heard from in the last minute.
     pub live_workers: Vec<String>,
     pub models: Vec<ModelStatus>,
 }
@@ -100,7 +100,8 @@ pub async fn report(
         by_model.entry(run.key.model.clone()).or_default().push(run);
     }
     let mut models = Vec::new();
-    for model in Model::ALL {
+    // silver.identity is built with silver.events, never as a run of its own.
+    for model in Model::ALL.into_iter().filter(|m| *m != Model::Identity) {
         let name = model.name();
         let runs = by_model.remove(&name).unwrap_or_default();
         let mut counts = StateCounts::default();

@@ -22,7 +22,7 @@ pub async fn runs_report(config: &Config, store: &strata_orchestrator::RunStore)
 
 fn print_runs(report: &Report) {
     println!(
-        "\nmodel runs ({} store; live schedulers: {})",
+        "\nmodel runs ({} store; workers heard from in the last minute: {})",
         report.store,
         if report.live_workers.is_empty() {
             "none".to_string()
