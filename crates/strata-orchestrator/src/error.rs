@@ -16,6 +16,9 @@ pub enum Error {
     Batch(#[from] strata_batch::Error),
     #[error("schedule {name:?}: {message}")]
     Schedule { name: String, message: String },
+    /// A setting of `[orchestrator]` that cannot work.
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Invalid(String),
 }

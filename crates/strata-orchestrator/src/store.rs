@@ -62,7 +62,7 @@ impl RunStore {
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "orchestrator.database_url must start with postgres:// or sqlite: (got {})",
                 redact(url)
             )));

@@ -60,7 +60,7 @@ impl From<strata_orchestrator::Error> for CliError {
     fn from(e: strata_orchestrator::Error) -> Self {
         use strata_orchestrator::Error as E;
         match e {
-            E::Schedule { .. } => CliError::Usage(format!("orchestrator: {e}")),
+            E::Schedule { .. } | E::Config(_) => CliError::Usage(format!("orchestrator: {e}")),
             E::Batch(batch) => batch.into(),
             other => CliError::Runtime(other.to_string()),
         }

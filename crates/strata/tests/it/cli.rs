@@ -99,3 +99,36 @@ fn generate_is_deterministic_for_a_seed() {
         assert!(v.is_object());
     }
 }
+
+#[test]
+fn a_bad_orchestrator_setting_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    for (setting, named) in [
+        (
+            "database_url = \"mysql://localhost/strata\"",
+            "database_url",
+        ),
+        ("daily_schedule = \"after midnight\"", "daily"),
+    ] {
+        std::fs::write(&config, format!("[orchestrator]\n{setting}\n")).unwrap();
+        let out = strata()
+            .args([
+                "backfill",
+                "all",
+                "--from",
+                "2026-03-01",
+                "--to",
+                "2026-03-01",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{setting}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{stderr}");
+    }
+}
