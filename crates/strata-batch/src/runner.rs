@@ -53,6 +53,9 @@ pub struct Runner {
     summary: Summary,
     /// silver.active_days as loaded by the first activity model of a run.
     activity: Option<Option<Arc<activity::Activity>>>,
+    /// silver.events dates whose anonymous events changed person with this
+    /// run's identity links: built with the dates asked for.
+    relinked: BTreeSet<Day>,
 }
 
 impl Runner {
@@ -65,6 +68,7 @@ impl Runner {
             parallel: 2,
             summary: Summary::default(),
             activity: None,
+            relinked: BTreeSet::new(),
         }
     }
 
@@ -91,6 +95,7 @@ impl Runner {
         let started = Instant::now();
         self.summary = Summary::default();
         self.activity = None;
+        self.relinked.clear();
         self.note_config_changes()?;
         // silver.events needs bronze's index; it also tells which event dates
         // received rows since the last run.
@@ -253,6 +258,12 @@ impl Runner {
             extra.extend(self.state.dirty_days(model));
             whole |= dirty.everything;
         }
+        if model == Model::Events && !days.is_empty() {
+            // The links just built moved these dates' anonymous events to
+            // other persons: a second pass over bronze for them later would
+            // cost more than building them now.
+            extra.extend(std::mem::take(&mut self.relinked));
+        }
         if all_dates {
             extra.extend(silver_days);
             extra.extend(self.io.partitions(model.table()).await?);
@@ -332,6 +343,7 @@ impl Runner {
                 .await?;
             // Retroactive links: anonymous events already in silver change person.
             let days = crate::models::identity::dates_of_anonymous(&self.io, &changed).await?;
+            self.relinked.extend(days.iter().copied());
             self.state.mark_days(Model::Events, days);
             self.record(Model::Identity, None, Outcome::Written(rows))?;
         } else {
