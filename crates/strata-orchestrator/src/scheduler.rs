@@ -382,6 +382,7 @@ impl<W: Workload> Scheduler<W> {
             let mut run = pending[i].clone();
             run.attempts += 1;
             run.state = RunState::Running;
+            run.started_at = Some(now);
             batch.push(run);
         }
         Ok((batch, blocked))
@@ -460,6 +461,25 @@ impl<W: Workload> Scheduler<W> {
                 .map(|r| (r.id.clone(), written.get(&r.key).copied()))
                 .collect();
             self.store.succeed(&rows, &self.worker, now).await?;
+            let asked: BTreeSet<&RunKey> = batch.iter().map(|r| &r.key).collect();
+            let follow_on: Vec<(RunKey, i64, i64)> = written
+                .iter()
+                .filter(|(key, _)| !asked.contains(key))
+                .filter_map(|(key, rows)| {
+                    let model = Model::parse(&key.model).ok()?;
+                    Some((key.clone(), self.graph.level(model), *rows))
+                })
+                .collect();
+            if !follow_on.is_empty() {
+                let started = batch
+                    .iter()
+                    .filter_map(|r| r.started_at)
+                    .min()
+                    .unwrap_or(now);
+                self.store
+                    .record_follow_on(&follow_on, &self.worker, started, now)
+                    .await?;
+            }
         }
         let mut done = Vec::new();
         for run in batch {

@@ -339,6 +339,55 @@ impl RunStore {
         Ok(recorded)
     }
 
+    /// Records partitions a run built beyond those it was asked for (the
+    /// dates new identity links reach): a queued run of such a partition
+    /// is done, otherwise a finished run is added, so status shows them.
+    pub async fn record_follow_on(
+        &self,
+        built: &[(RunKey, i64, i64)],
+        worker: &str,
+        started: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (key, level, rows) in built {
+            let adopted = sqlx::query(
+                "UPDATE runs SET state = 'succeeded', worker = $1, started_at = $2, \
+                 finished_at = $3, rows_written = $4, attempts = attempts + 1 \
+                 WHERE model = $5 AND partition_key = $6 AND state = 'queued'",
+            )
+            .bind(worker)
+            .bind(started)
+            .bind(now)
+            .bind(*rows)
+            .bind(&key.model)
+            .bind(&key.partition)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if adopted == 0 {
+                sqlx::query(
+                    "INSERT INTO runs (id, model, partition_key, level, state, reason, attempts, \
+                     max_attempts, not_before, enqueued_at, started_at, finished_at, worker, \
+                     rows_written) VALUES ($1, $2, $3, $4, 'succeeded', 'follow-on', 1, 1, $5, $5, \
+                     $5, $6, $7, $8)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&key.model)
+                .bind(&key.partition)
+                .bind(*level)
+                .bind(started)
+                .bind(now)
+                .bind(worker)
+                .bind(*rows)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records a failed attempt: queued again at `retry_at`, or failed for
     /// good when `retry_at` is None.
     pub async fn fail(

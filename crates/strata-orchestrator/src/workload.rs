@@ -20,7 +20,8 @@ pub type Written = BTreeMap<RunKey, i64>;
 
 pub trait Workload: Send + Sync + 'static {
     /// Builds the partitions of `runs` (one dependency level); an error fails
-    /// them all.
+    /// them all. What it returns may name more partitions than asked for:
+    /// those it had to build with them.
     fn execute(&self, runs: &[Run]) -> impl Future<Output = Result<Written, String>> + Send;
 
     /// The partitions marked dirty, after looking for newly landed data
@@ -105,14 +106,14 @@ impl Workload for BatchWorkload {
             .map_err(|e| e.to_string())?
             .with_progress(tally.clone());
         runner.execute(plan).await.map_err(|e| e.to_string())?;
-        let written = tally.0.lock().map(|w| w.clone()).unwrap_or_default();
-        // A whole model asked for by date is reported under its dates.
-        let mut out = Written::new();
+        let mut written = tally.0.lock().map(|w| w.clone()).unwrap_or_default();
+        // Links are rebuilt with silver.events whenever it is; they are not
+        // a partition anyone asks for.
+        written.remove(&RunKey::new(Model::Identity.name(), ALL));
         for run in runs {
-            let rows = written.get(&run.key).copied().unwrap_or(0);
-            out.insert(run.key.clone(), rows);
+            written.entry(run.key.clone()).or_insert(0);
         }
-        Ok(out)
+        Ok(written)
     }
 
     async fn dirty(&self, scan: bool) -> Result<Vec<RunKey>, String> {

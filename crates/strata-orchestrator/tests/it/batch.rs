@@ -62,7 +62,10 @@ async fn sql(lake: &Lake, query: &str) -> String {
     format_batches(&engine.query(query).await.unwrap(), OutputFormat::Csv).unwrap()
 }
 
-on_both_stores!(a_late_event_reruns_exactly_what_reads_its_date);
+on_both_stores!(
+    a_late_event_reruns_exactly_what_reads_its_date,
+    a_new_link_rebuilds_earlier_dates_in_the_same_run
+);
 
 async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
     let dir = tempfile::tempdir().unwrap();
@@ -180,4 +183,105 @@ async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
     );
     // Nothing is left to rebuild.
     assert_eq!(s.sense(true, now_micros()).await.unwrap(), 0);
+}
+
+fn identify(id: &str, user: &str, anon: &str, ts: &str) -> BronzeEvent {
+    BronzeEvent {
+        event_type: EventType::Identify,
+        event_name: EventType::Identify
+            .synthetic_name()
+            .expect("identify has a name")
+            .into(),
+        anonymous_id: Some(anon.into()),
+        traits: Some(r#"{"plan":"pro"}"#.into()),
+        ..viewed(id, user, ts, ts)
+    }
+}
+
+async fn a_new_link_rebuilds_earlier_dates_in_the_same_run(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let lake = Lake::new(config.lake_dir());
+    let anonymous = BronzeEvent {
+        user_id: None,
+        anonymous_id: Some("a1".into()),
+        ..viewed("a1-0", "-", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z")
+    };
+    strata_lake::bronze::append_events(
+        &lake,
+        [
+            (0, 0, anonymous),
+            (
+                0,
+                1,
+                viewed("u1-0", "u1", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z"),
+            ),
+            (
+                0,
+                2,
+                viewed("u1-2", "u1", "2026-03-03T10:00:00Z", "2026-03-03T10:00:00Z"),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut settings = settings();
+    settings.sense_dirty = true;
+    let workload = Arc::new(BatchWorkload::new(&config, 2));
+    let mut s = Scheduler::new(db.open().await, workload, settings)
+        .await
+        .unwrap();
+    drain(&mut s).await;
+    let person = "select person_id from silver.events where event_id = 'a1-0'";
+    assert_eq!(sql(&lake, person).await, "person_id\nanon:a1\n");
+
+    // The anonymous visitor of the 1st signs up on the 3rd.
+    strata_lake::bronze::append_events(
+        &lake,
+        [(0, 3, identify("id-1", "u5", "a1", "2026-03-03T11:00:00Z"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.sense(true, now_micros()).await.unwrap(),
+        1,
+        "silver.events 2026-03-03"
+    );
+    let executed = drain(&mut s).await;
+    // Only the 3rd was asked for; the 1st was rebuilt in the same run.
+    let events_runs: Vec<String> = executed
+        .iter()
+        .filter(|(k, _)| k.model == "silver.events")
+        .map(|(k, _)| k.partition.clone())
+        .collect();
+    assert_eq!(events_runs, ["2026-03-03"]);
+    assert_eq!(sql(&lake, person).await, "person_id\nu5\n");
+    let first = s
+        .store()
+        .latest()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.key == RunKey::new("silver.events", "2026-03-01"))
+        .unwrap();
+    assert_eq!(
+        (first.state, first.reason.as_str()),
+        (RunState::Succeeded, "follow-on")
+    );
+    // What reads the 1st followed: its active days now hold u5.
+    assert!(executed.contains(&(
+        RunKey::new("silver.active_days", "2026-03-01"),
+        RunState::Succeeded
+    )));
+    assert_eq!(
+        sql(
+            &lake,
+            "select person_id from silver.active_days where event_date = '2026-03-01' order by 1"
+        )
+        .await,
+        "person_id\nu1\nu5\n"
+    );
 }
