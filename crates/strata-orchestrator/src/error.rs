@@ -12,8 +12,9 @@ pub enum Error {
     Store(#[from] sqlx::Error),
     #[error("run store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Boxed: the batch path's errors carry DataFusion's, which are large.
     #[error(transparent)]
-    Batch(#[from] strata_batch::Error),
+    Batch(Box<strata_batch::Error>),
     #[error("schedule {name:?}: {message}")]
     Schedule { name: String, message: String },
     /// A setting of `[orchestrator]` that cannot work.
@@ -24,3 +25,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<strata_batch::Error> for Error {
+    fn from(e: strata_batch::Error) -> Self {
+        Error::Batch(Box::new(e))
+    }
+}

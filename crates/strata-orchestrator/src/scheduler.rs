@@ -331,15 +331,14 @@ impl<W: Workload> Scheduler<W> {
             let (candidate, Some(node)) = (&pending[index], nodes[index]) else {
                 continue;
             };
-            if let Some(&first) = chosen.first() {
-                if pending[first].attempts > 0
+            if let Some(&first) = chosen.first()
+                && (pending[first].attempts > 0
                     || candidate.attempts > 0
                     || candidate.level != pending[first].level
                     || own(&pending[first]) != own(candidate)
-                    || chosen.len() >= self.config.max_batch
-                {
-                    continue;
-                }
+                    || chosen.len() >= self.config.max_batch)
+            {
+                continue;
             }
             let waiting = by_model
                 .iter()

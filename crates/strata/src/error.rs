@@ -61,7 +61,7 @@ impl From<strata_orchestrator::Error> for CliError {
         use strata_orchestrator::Error as E;
         match e {
             E::Schedule { .. } | E::Config(_) => CliError::Usage(format!("orchestrator: {e}")),
-            E::Batch(batch) => batch.into(),
+            E::Batch(batch) => (*batch).into(),
             other => CliError::Runtime(other.to_string()),
         }
     }

@@ -143,8 +143,8 @@ async fn a_failed_attempt_is_retried_after_a_backoff(db: &Db) {
     assert_eq!(runs[&active].attempts, 1);
     let executions = work.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 3, "{executions:?}");
-    assert_eq!(executions[0].keys, [events.clone()]);
-    assert_eq!(executions[1].keys, [events.clone()]);
+    assert_eq!(executions[0].keys, std::slice::from_ref(&events));
+    assert_eq!(executions[1].keys, std::slice::from_ref(&events));
     // The retry waited at least the first backoff (20 ms, plus jitter).
     assert!(executions[1].started - executions[0].ended >= Duration::from_millis(20));
     // The downstream run waited for the retry, not for the failure.
@@ -232,7 +232,7 @@ async fn a_run_whose_lease_lapsed_is_run_again(db: &Db) {
     let target = key(Model::ActiveDays, "2026-03-01");
     let work = Arc::new(Scripted::default());
     let mut s = scheduler(db.open().await, work.clone(), settings()).await;
-    enqueue(&s, &[target.clone()]).await;
+    enqueue(&s, std::slice::from_ref(&target)).await;
     // Another worker claims it and dies without a word: no heartbeat.
     let other = db.open().await;
     let id = other.pending().await.unwrap()[0].id.clone();
@@ -272,7 +272,7 @@ async fn a_heartbeat_keeps_a_long_run_its_own(db: &Db) {
     config.lease = Duration::from_secs(1);
     let mut first = scheduler(db.open().await, work.clone(), config.clone()).await;
     let mut second = scheduler(db.open().await, work.clone(), config).await;
-    enqueue(&first, &[long.clone()]).await;
+    enqueue(&first, std::slice::from_ref(&long)).await;
     let running = tokio::spawn(async move {
         let tick = first.tick(now_micros()).await.unwrap();
         (tick, first)
