@@ -62,18 +62,29 @@ async fn sql(lake: &Lake, query: &str) -> String {
     format_batches(&engine.query(query).await.unwrap(), OutputFormat::Csv).unwrap()
 }
 
+/// A data dir, its lake, and a scheduler with the late-data sensor on.
+async fn data_dir_and_scheduler(db: &Db) -> (tempfile::TempDir, Lake, Scheduler<BatchWorkload>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let mut settings = settings();
+    settings.sense_dirty = true;
+    let workload = Arc::new(BatchWorkload::new(&config, 2));
+    let scheduler = Scheduler::new(db.open().await, workload, settings)
+        .await
+        .unwrap();
+    (dir, Lake::new(config.lake_dir()), scheduler)
+}
+
 on_both_stores!(
     a_late_event_reruns_exactly_what_reads_its_date,
     a_new_link_rebuilds_earlier_dates_in_the_same_run
 );
 
 async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    let lake = Lake::new(config.lake_dir());
+    let (_dir, lake, mut s) = data_dir_and_scheduler(db).await;
     let mut rows = Vec::new();
     for (day, date) in ["2026-03-01", "2026-03-02", "2026-03-03"]
         .iter()
@@ -89,13 +100,6 @@ async fn a_late_event_reruns_exactly_what_reads_its_date(db: &Db) {
         }
     }
     strata_lake::bronze::append_events(&lake, rows)
-        .await
-        .unwrap();
-
-    let mut settings = settings();
-    settings.sense_dirty = true;
-    let workload = Arc::new(BatchWorkload::new(&config, 2));
-    let mut s = Scheduler::new(db.open().await, workload, settings)
         .await
         .unwrap();
     // The sensor finds three new dates; what they feed follows as it is built.
@@ -199,12 +203,7 @@ fn identify(id: &str, user: &str, anon: &str, ts: &str) -> BronzeEvent {
 }
 
 async fn a_new_link_rebuilds_earlier_dates_in_the_same_run(db: &Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    let lake = Lake::new(config.lake_dir());
+    let (_dir, lake, mut s) = data_dir_and_scheduler(db).await;
     let anonymous = BronzeEvent {
         user_id: None,
         anonymous_id: Some("a1".into()),
@@ -228,12 +227,6 @@ async fn a_new_link_rebuilds_earlier_dates_in_the_same_run(db: &Db) {
     )
     .await
     .unwrap();
-    let mut settings = settings();
-    settings.sense_dirty = true;
-    let workload = Arc::new(BatchWorkload::new(&config, 2));
-    let mut s = Scheduler::new(db.open().await, workload, settings)
-        .await
-        .unwrap();
     drain(&mut s).await;
     let person = "select person_id from silver.events where event_id = 'a1-0'";
     assert_eq!(sql(&lake, person).await, "person_id\nanon:a1\n");
