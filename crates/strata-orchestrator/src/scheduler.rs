@@ -509,17 +509,29 @@ impl<W: Workload> Scheduler<W> {
     /// Works until `stop`: ticks, and sleeps a poll interval when idle.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         tracing::info!(worker = %self.worker, backend = ?self.store.backend(), "scheduler started");
+        // While the store is unreachable, passes fail; they are retried less
+        // often each time (up to a minute) instead of once a poll interval.
+        let mut failures = 0u32;
         while !*stop.borrow() {
-            let worked = match self.pass(now_micros(), Some(&mut stop)).await {
-                Ok(tick) => !tick.executed.is_empty(),
+            let wait = match self.pass(now_micros(), Some(&mut stop)).await {
+                Ok(tick) => {
+                    failures = 0;
+                    (tick.executed.is_empty()).then_some(self.config.poll_interval)
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "scheduler pass failed");
-                    false
+                    failures += 1;
+                    let wait = self
+                        .config
+                        .poll_interval
+                        .saturating_mul(1 << failures.min(6))
+                        .min(Duration::from_secs(60));
+                    tracing::error!(error = %e, retry_in = ?wait, "scheduler pass failed");
+                    Some(wait)
                 }
             };
-            if !worked {
+            if let Some(wait) = wait {
                 tokio::select! {
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
             }
