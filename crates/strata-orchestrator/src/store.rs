@@ -265,6 +265,15 @@ impl RunStore {
         .await
     }
 
+    /// Runs a statement meant for one row; whether it changed one (a
+    /// compare-and-set that lost changes none).
+    async fn one_row<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<bool> {
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     /// Runs an update of one row's time: `$1` the time, `$2` the row's id.
     async fn stamp(&self, sql: &str, time: i64, id: &str) -> Result<()> {
         sqlx::query(sql)
@@ -398,54 +407,51 @@ impl RunStore {
         retry_at: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE runs SET state = $1, error = $2, not_before = $3, finished_at = $4, \
-             lease_until = NULL WHERE id = $5 AND worker = $6 AND state = 'running'",
+        self.one_row(
+            sqlx::query(
+                "UPDATE runs SET state = $1, error = $2, not_before = $3, finished_at = $4, \
+                 lease_until = NULL WHERE id = $5 AND worker = $6 AND state = 'running'",
+            )
+            .bind(if retry_at.is_some() {
+                "queued"
+            } else {
+                "failed"
+            })
+            .bind(error)
+            .bind(retry_at.unwrap_or(now))
+            .bind(retry_at.is_none().then_some(now))
+            .bind(id)
+            .bind(worker),
         )
-        .bind(if retry_at.is_some() {
-            "queued"
-        } else {
-            "failed"
-        })
-        .bind(error)
-        .bind(retry_at.unwrap_or(now))
-        .bind(retry_at.is_none().then_some(now))
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .await
     }
 
     /// Gives a claimed run back to the queue without counting the attempt
     /// (its worker is shutting down).
     pub async fn release(&self, id: &str, worker: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE runs SET state = 'queued', attempts = attempts - 1, worker = NULL, \
-             lease_until = NULL WHERE id = $1 AND worker = $2 AND state = 'running'",
+        self.one_row(
+            sqlx::query(
+                "UPDATE runs SET state = 'queued', attempts = attempts - 1, worker = NULL, \
+                 lease_until = NULL WHERE id = $1 AND worker = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(worker),
         )
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .await
     }
 
     /// Marks a queued run blocked by a failed input.
     pub async fn block(&self, id: &str, error: &str, now: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE runs SET state = 'blocked', error = $1, finished_at = $2 \
-             WHERE id = $3 AND state = 'queued'",
+        self.one_row(
+            sqlx::query(
+                "UPDATE runs SET state = 'blocked', error = $1, finished_at = $2 \
+                 WHERE id = $3 AND state = 'queued'",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id),
         )
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .await
     }
 
     /// The newest run of every partition that has one.
