@@ -134,7 +134,7 @@ pub(crate) fn run_of(row: &AnyRow) -> Result<Run> {
     })
 }
 
-/// Counts of one backfill's runs by state.
+/// Runs (a backfill's, or a model's newest per partition) by state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     pub queued: i64,
@@ -145,6 +145,17 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Adds `n` runs in `state`.
+    pub fn add(&mut self, state: RunState, n: i64) {
+        match state {
+            RunState::Queued => self.queued += n,
+            RunState::Running => self.running += n,
+            RunState::Succeeded => self.succeeded += n,
+            RunState::Failed => self.failed += n,
+            RunState::Blocked => self.blocked += n,
+        }
+    }
+
     pub fn total(&self) -> i64 {
         self.queued + self.running + self.succeeded + self.failed + self.blocked
     }

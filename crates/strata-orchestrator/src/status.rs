@@ -11,7 +11,7 @@ use strata_batch::dates::format_micros;
 use crate::dag::Graph;
 use crate::error::Result;
 use crate::schedule::Schedule;
-use crate::store::{Run, RunState, RunStore, micros};
+use crate::store::{Counts, Run, RunState, RunStore, micros};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionStatus {
@@ -30,21 +30,12 @@ pub struct PartitionStatus {
     pub rows_written: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StateCounts {
-    pub queued: usize,
-    pub running: usize,
-    pub succeeded: usize,
-    pub failed: usize,
-    pub blocked: usize,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStatus {
     pub model: String,
     pub level: i64,
     /// Partitions by the state of their newest run.
-    pub partitions_by_state: StateCounts,
+    pub partitions_by_state: Counts,
     /// When a run of this model last succeeded: its table is that fresh.
     pub last_success_at: Option<String>,
     pub freshness_seconds: Option<i64>,
@@ -104,15 +95,9 @@ pub async fn report(
     for model in Model::ALL.into_iter().filter(|m| *m != Model::Identity) {
         let name = model.name();
         let runs = by_model.remove(&name).unwrap_or_default();
-        let mut counts = StateCounts::default();
+        let mut counts = Counts::default();
         for run in &runs {
-            match run.state {
-                RunState::Queued => counts.queued += 1,
-                RunState::Running => counts.running += 1,
-                RunState::Succeeded => counts.succeeded += 1,
-                RunState::Failed => counts.failed += 1,
-                RunState::Blocked => counts.blocked += 1,
-            }
+            counts.add(run.state, 1);
         }
         let own_successes: Vec<&Run> = successes.values().filter(|r| r.key.model == name).collect();
         let last_success = own_successes.iter().filter_map(|r| r.finished_at).max();

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 pub use crate::run::{ALL, Counts, NewRun, Run, RunKey, RunState};
 use crate::run::{RUN_COLUMNS, run_of};
 
+mod backfills;
+mod workers;
+
 /// Keeps a run `r` only when no later run of its partition exists.
 const NEWEST_OF_ITS_PARTITION: &str = "AND NOT EXISTS (SELECT 1 FROM runs s \
      WHERE s.model = r.model AND s.partition_key = r.partition_key \
@@ -255,16 +258,6 @@ impl RunStore {
         ids_of(&rows)
     }
 
-    /// Says `worker` is alive (shown by `strata status`).
-    pub async fn beat_worker(&self, worker: &str, now: i64) -> Result<()> {
-        self.stamp(
-            "UPDATE workers SET heartbeat_at = $1 WHERE id = $2",
-            now,
-            worker,
-        )
-        .await
-    }
-
     /// Runs a statement meant for one row; whether it changed one (a
     /// compare-and-set that lost changes none).
     async fn one_row<'q>(
@@ -500,185 +493,6 @@ impl RunStore {
         rows.iter().map(run_of).collect()
     }
 
-    pub async fn backfill_counts(&self, backfill: &str) -> Result<Counts> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM runs WHERE backfill_id = $1 GROUP BY state",
-        )
-        .bind(backfill)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts = Counts::default();
-        for row in rows {
-            let n: i64 = row.try_get("n")?;
-            match RunState::parse(&row.try_get::<String, _>("state")?)? {
-                RunState::Queued => counts.queued = n,
-                RunState::Running => counts.running = n,
-                RunState::Succeeded => counts.succeeded = n,
-                RunState::Failed => counts.failed = n,
-                RunState::Blocked => counts.blocked = n,
-            }
-        }
-        Ok(counts)
-    }
-
-    /// The unfinished backfill of the same target and dates, to resume; else
-    /// a new one. Returns its id and whether it was resumed.
-    pub async fn open_backfill(
-        &self,
-        target: &str,
-        from: &str,
-        to: &str,
-        now: i64,
-    ) -> Result<(String, bool)> {
-        let row = sqlx::query(
-            "SELECT id FROM backfills WHERE target = $1 AND from_date = $2 AND to_date = $3 \
-             AND finished_at IS NULL ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(target)
-        .bind(from)
-        .bind(to)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = row {
-            return Ok((row.try_get("id")?, true));
-        }
-        let id = uuid::Uuid::now_v7().to_string();
-        sqlx::query(
-            "INSERT INTO backfills (id, target, from_date, to_date, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind(target)
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok((id, false))
-    }
-
-    /// Gives a resumed backfill's failed and blocked runs a fresh set of
-    /// attempts (unless their partition has another run pending).
-    pub async fn retry_backfill(&self, id: &str, now: i64) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE runs SET state = 'queued', attempts = 0, not_before = $1, finished_at = NULL \
-             WHERE backfill_id = $2 AND state IN ('failed', 'blocked') AND NOT EXISTS \
-             (SELECT 1 FROM runs p WHERE p.model = runs.model \
-             AND p.partition_key = runs.partition_key AND p.state IN ('queued', 'running'))",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
-    }
-
-    pub async fn finish_backfill(&self, id: &str, now: i64) -> Result<()> {
-        self.stamp(
-            "UPDATE backfills SET finished_at = $1 WHERE id = $2",
-            now,
-            id,
-        )
-        .await
-    }
-
-    pub async fn schedule_last_fire(&self, name: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT last_fire FROM schedules WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("last_fire")).transpose()?)
-    }
-
-    /// Moves a schedule's last fire from `seen` to `fire`; false when another
-    /// scheduler moved it first (that one fires).
-    pub async fn claim_fire(&self, name: &str, seen: Option<i64>, fire: i64) -> Result<bool> {
-        let n = match seen {
-            None => sqlx::query(
-                "INSERT INTO schedules (name, last_fire) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(name)
-            .bind(fire)
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
-            Some(seen) => sqlx::query(
-                "UPDATE schedules SET last_fire = $1 WHERE name = $2 AND last_fire = $3",
-            )
-            .bind(fire)
-            .bind(name)
-            .bind(seen)
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
-        };
-        Ok(n == 1)
-    }
-
-    pub async fn register_worker(&self, id: &str, now: i64) -> Result<()> {
-        let host = host_name();
-        sqlx::query(
-            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(id)
-        .bind(host)
-        .bind(i64::from(std::process::id()))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        // Every command registers a worker; those silent for a week and
-        // holding nothing are gone for good.
-        sqlx::query(
-            "DELETE FROM workers WHERE heartbeat_at < $1 AND NOT EXISTS \
-             (SELECT 1 FROM runs WHERE runs.worker = workers.id AND runs.state = 'running')",
-        )
-        .bind(now - micros(Duration::from_secs(7 * 24 * 3600)))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Ends the leases of running runs whose worker was a process on this
-    /// host that no longer exists: a killed `strata backfill` is taken over
-    /// at once, not a lease later. Returns how many leases were ended.
-    pub async fn expire_dead_local_workers(&self) -> Result<u64> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT w.id, w.host, w.pid FROM runs r JOIN workers w ON w.id = r.worker \
-             WHERE r.state = 'running'",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let host = host_name();
-        let mut ended = 0;
-        for row in rows {
-            let worker: String = row.try_get("id")?;
-            let pid: i64 = row.try_get("pid")?;
-            if row.try_get::<String, _>("host")? != host
-                || pid == i64::from(std::process::id())
-                || process_alive(pid)
-            {
-                continue;
-            }
-            ended += sqlx::query(
-                "UPDATE runs SET lease_until = 0 WHERE worker = $1 AND state = 'running'",
-            )
-            .bind(&worker)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        }
-        Ok(ended)
-    }
-
-    /// Workers that renewed their heartbeat at or after `since`.
-    pub async fn live_workers(&self, since: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM workers WHERE heartbeat_at >= $1 ORDER BY id")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        ids_of(&rows)
-    }
-
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -689,28 +503,6 @@ fn ids_of(rows: &[sqlx::any::AnyRow]) -> Result<Vec<String>> {
     rows.iter()
         .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
         .collect()
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether a process of this host is running (not gone, not a zombie).
-/// Where /proc is missing, every process counts as alive and only the
-/// lease tells.
-fn process_alive(pid: i64) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return true;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 pub fn micros(d: Duration) -> i64 {
