@@ -103,12 +103,11 @@ impl Runner {
         if plan.dirty || plan.touches(Model::Events) {
             index = Some(self.update_index().await?);
         }
-        if plan.touches(Model::Events) && plan.whole.contains(&Model::Events) {
+        if plan.whole.remove(&Model::Events) {
             // Every date of silver.events: those it has and those bronze has.
             let mut days = self.io.partitions(Model::Events.table()).await?;
             days.extend(self.state.dirty_days(Model::Events));
             plan.add(Model::Events, days);
-            plan.whole.remove(&Model::Events);
         }
         let events_pending = plan.touches(Model::Events)
             || (plan.dirty && !self.state.dirty(Model::Events).is_empty());

@@ -128,10 +128,6 @@ impl<W: Workload> Scheduler<W> {
         &self.store
     }
 
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
     pub fn focus_on(&mut self, backfill: Option<String>) {
         self.focus = backfill;
     }

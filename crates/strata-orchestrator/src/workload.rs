@@ -72,7 +72,7 @@ impl Progress for Tally {
 }
 
 /// The runner's plan for a set of claimed runs.
-pub fn plan_of(runs: &[Run]) -> Result<Plan, String> {
+fn plan_of(runs: &[Run]) -> Result<Plan, String> {
     let mut plan = Plan::default();
     for run in runs {
         let model = Model::parse(&run.key.model).map_err(|e| e.to_string())?;
