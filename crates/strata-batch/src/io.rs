@@ -324,11 +324,11 @@ pub fn conform(def: &TableDef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBa
 /// views and other string encodings cast to plain Utf8 first.
 pub mod column {
     use deltalake::arrow::array::{
-        Array, AsArray, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch,
-        StringArray, TimestampMicrosecondArray,
+        Array, AsArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
+        RecordBatch, StringArray, TimestampMicrosecondArray,
     };
     use deltalake::arrow::compute::cast;
-    use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
+    use deltalake::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimeUnit};
 
     use crate::error::{Error, Result};
 
@@ -375,6 +375,11 @@ pub mod column {
     pub fn longs(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
         let array = cast(get(batch, name)?, &DataType::Int64)?;
         Ok(array.as_primitive::<Int64Type>().clone())
+    }
+
+    pub fn doubles(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
+        let array = cast(get(batch, name)?, &DataType::Float64)?;
+        Ok(array.as_primitive::<Float64Type>().clone())
     }
 
     pub fn ints(batch: &RecordBatch, name: &str) -> Result<Int32Array> {

@@ -118,34 +118,61 @@ pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
             Ok(String::from_utf8_lossy(&out).into_owned())
         }
         OutputFormat::Json => {
-            // Stable, typed-as-displayed JSON array of objects: numbers stay
-            // numbers, timestamps are RFC 3339 strings.
-            let mut rows = Vec::new();
-            let options = FormatOptions::default().with_null("");
-            for batch in batches {
-                let schema = batch.schema();
-                let formatters = batch
-                    .columns()
-                    .iter()
-                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                for row in 0..batch.num_rows() {
-                    let mut object = serde_json::Map::new();
-                    for (i, field) in schema.fields().iter().enumerate() {
-                        let column = batch.column(i);
-                        let value = if column.is_null(row) {
-                            serde_json::Value::Null
-                        } else {
-                            json_value(field.data_type(), formatters[i].value(row).to_string())
-                        };
-                        object.insert(field.name().clone(), value);
-                    }
-                    rows.push(serde_json::Value::Object(object));
-                }
-            }
-            Ok(serde_json::to_string_pretty(&rows).unwrap_or_default())
+            let (columns, rows) = json_rows(batches, usize::MAX)?;
+            let objects: Vec<serde_json::Value> = rows
+                .into_iter()
+                .map(|row| serde_json::Value::Object(columns.iter().cloned().zip(row).collect()))
+                .collect();
+            Ok(serde_json::to_string_pretty(&objects).unwrap_or_default())
         }
     }
+}
+
+/// The column names and up to `limit` rows, typed as displayed: numbers
+/// stay numbers, timestamps are RFC 3339 strings, nulls are null.
+pub fn json_rows(
+    batches: &[RecordBatch],
+    limit: usize,
+) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>)> {
+    let columns: Vec<String> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    let options = FormatOptions::default().with_null("");
+    for batch in batches {
+        let schema = batch.schema();
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            if rows.len() >= limit {
+                return Ok((columns, rows));
+            }
+            let values = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, field)| {
+                    if batch.column(i).is_null(row) {
+                        serde_json::Value::Null
+                    } else {
+                        json_value(field.data_type(), formatters[i].value(row).to_string())
+                    }
+                })
+                .collect();
+            rows.push(values);
+        }
+    }
+    Ok((columns, rows))
 }
 
 fn json_value(

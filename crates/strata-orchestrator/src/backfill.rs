@@ -5,9 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::error::Result;
+use chrono::NaiveDate;
+use strata_batch::Model;
+use strata_batch::dates::{day_of, format_day};
+
+use crate::dag::Graph;
+use crate::error::{Error, Result};
 use crate::scheduler::{Scheduler, Tick};
-use crate::store::{Counts, RunKey, RunState, now_micros};
+use crate::store::{ALL, Counts, RunKey, RunState, RunStore, now_micros};
 use crate::workload::Workload;
 
 /// A range of partitions asked for by hand.
@@ -22,6 +27,69 @@ pub struct Request {
     pub reason: String,
 }
 
+impl Request {
+    /// What `strata backfill TARGET --from --to` builds: `TARGET` is `all`
+    /// or a model name. With `all`, whole-table models come along only when
+    /// what they read changed; asked for by name, one is rebuilt.
+    pub fn backfill(target: &str, from: NaiveDate, to: NaiveDate) -> Result<Request> {
+        if from > to {
+            return Err(Error::Invalid(format!("from {from} is after to {to}")));
+        }
+        let dates: Vec<String> = from
+            .iter_days()
+            .take_while(|d| *d <= to)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .collect();
+        let models: Vec<(Model, bool)> = if target == "all" {
+            Model::ALL
+                .into_iter()
+                .filter(|m| *m != Model::Identity)
+                .map(|m| (m, !m.is_daily()))
+                .collect()
+        } else {
+            vec![(Model::parse(target)?, false)]
+        };
+        let mut partitions = Vec::new();
+        for (model, if_stale) in models {
+            if model.is_daily() {
+                partitions.extend(dates.iter().map(|d| (RunKey::new(model.name(), d), false)));
+            } else {
+                partitions.push((RunKey::new(model.name(), ALL), if_stale));
+            }
+        }
+        Ok(Request {
+            target: target.to_owned(),
+            from: from.to_string(),
+            to: to.to_string(),
+            partitions,
+            reason: "backfill".into(),
+        })
+    }
+
+    /// One partition, as `strata run MODEL [--date D]` asks for it: a daily
+    /// model needs the date, a whole-table model ignores it.
+    pub fn run(model: &str, date: Option<NaiveDate>) -> Result<Request> {
+        let model = Model::parse(model)?;
+        let key = match (model.is_daily(), date) {
+            (true, Some(date)) => RunKey::new(model.name(), format_day(day_of(date))),
+            (true, None) => {
+                return Err(Error::Invalid(format!(
+                    "{} is partitioned by date: give the date (YYYY-MM-DD)",
+                    model.name()
+                )));
+            }
+            (false, _) => RunKey::new(model.name(), ALL),
+        };
+        Ok(Request {
+            target: format!("run {}", key.model),
+            from: key.partition.clone(),
+            to: key.partition.clone(),
+            partitions: vec![(key, false)],
+            reason: "manual".into(),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Started {
     pub id: String,
@@ -34,11 +102,38 @@ pub struct Started {
 /// that already have a run in it are not queued again, and its failed or
 /// blocked runs get a fresh set of attempts.
 pub async fn start<W: Workload>(scheduler: &Scheduler<W>, request: &Request) -> Result<Started> {
-    let store = scheduler.store();
+    queue(
+        scheduler.store(),
+        &scheduler.graph,
+        scheduler.config.max_attempts,
+        request,
+    )
+    .await
+}
+
+/// `start` without a scheduler of this process's own: the runs wait in the
+/// store for whichever scheduler claims them (`POST /api/backfill`).
+pub async fn queue(
+    store: &RunStore,
+    graph: &Graph,
+    max_attempts: u32,
+    request: &Request,
+) -> Result<Started> {
     let now = now_micros();
-    let (id, resumed) = store
+    let (mut id, mut resumed) = store
         .open_backfill(&request.target, &request.from, &request.to, now)
         .await?;
+    if resumed {
+        // Built to the end by schedulers that do not close backfills: this
+        // is a new request, not a resumption.
+        let counts = store.backfill_counts(&id).await?;
+        if counts.total() > 0 && counts.succeeded == counts.total() {
+            store.finish_backfill(&id, now).await?;
+            (id, resumed) = store
+                .open_backfill(&request.target, &request.from, &request.to, now)
+                .await?;
+        }
+    }
     let existing: BTreeSet<RunKey> = if resumed {
         store.retry_backfill(&id, now).await?;
         store
@@ -61,10 +156,10 @@ pub async fn start<W: Workload>(scheduler: &Scheduler<W>, request: &Request) -> 
         .iter()
         .map(|(k, _)| k.clone())
         .filter(|k| !existing.contains(k));
-    let runs = scheduler.new_runs(keys, &request.reason, Some(id.as_str()), |k| {
+    let runs = graph.new_runs(keys, &request.reason, Some(id.as_str()), |k| {
         stale_only.contains(k)
     })?;
-    scheduler.enqueue(&runs, now).await?;
+    store.enqueue(&runs, i64::from(max_attempts), now).await?;
     let runs = store.backfill_counts(&id).await?.total() as usize;
     Ok(Started { id, resumed, runs })
 }

@@ -10,7 +10,8 @@ use strata_batch::Model;
 use strata_batch::dates::{Day, day_of};
 use strata_batch::model::{Reach, Upstream, levels};
 
-use crate::store::{ALL, RunKey};
+use crate::error::Result;
+use crate::store::{ALL, NewRun, RunKey};
 
 /// Which partitions of an upstream model a partition of date `d` reads,
 /// as offsets from `d`.
@@ -99,6 +100,28 @@ impl Graph {
 
     pub fn level(&self, model: Model) -> i64 {
         self.level.get(&model).copied().unwrap_or(0)
+    }
+
+    /// The runs of a set of partitions, each at its model's level.
+    pub fn new_runs(
+        &self,
+        keys: impl IntoIterator<Item = RunKey>,
+        reason: &str,
+        backfill: Option<&str>,
+        if_stale: impl Fn(&RunKey) -> bool,
+    ) -> Result<Vec<NewRun>> {
+        keys.into_iter()
+            .map(|key| {
+                let model = Model::parse(&key.model)?;
+                Ok(NewRun {
+                    level: self.level(model),
+                    reason: reason.into(),
+                    backfill_id: backfill.map(str::to_owned),
+                    if_stale: if_stale(&key),
+                    key,
+                })
+            })
+            .collect()
     }
 
     /// Whether partition `run` must wait for (or is spoiled by a failure

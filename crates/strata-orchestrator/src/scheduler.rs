@@ -97,8 +97,8 @@ pub struct Tick {
 pub struct Scheduler<W: Workload> {
     store: RunStore,
     workload: Arc<W>,
-    config: SchedulerConfig,
-    graph: Graph,
+    pub(crate) config: SchedulerConfig,
+    pub(crate) graph: Graph,
     worker: String,
     last_sense: Option<i64>,
     /// Claim this backfill's runs before any other.
@@ -140,18 +140,7 @@ impl<W: Workload> Scheduler<W> {
         backfill: Option<&str>,
         if_stale: impl Fn(&RunKey) -> bool,
     ) -> Result<Vec<NewRun>> {
-        keys.into_iter()
-            .map(|key| {
-                let model = Model::parse(&key.model)?;
-                Ok(NewRun {
-                    level: self.graph.level(model),
-                    reason: reason.into(),
-                    backfill_id: backfill.map(str::to_owned),
-                    if_stale: if_stale(&key),
-                    key,
-                })
-            })
-            .collect()
+        self.graph.new_runs(keys, reason, backfill, if_stale)
     }
 
     pub async fn enqueue(&self, runs: &[NewRun], now: i64) -> Result<usize> {

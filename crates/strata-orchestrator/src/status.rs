@@ -60,6 +60,20 @@ pub struct Report {
 /// to this many.
 const RECENT_SUCCESSES: usize = 7;
 
+/// The report under a config's schedules and funnels, as of now.
+pub async fn report_for(config: &strata_core::Config, store: &RunStore) -> Result<Report> {
+    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let schedules =
+        crate::SchedulerConfig::from_config(&config.orchestrator, funnel_days)?.schedules;
+    report(
+        store,
+        &schedules,
+        &Graph::new(funnel_days),
+        crate::store::now_micros(),
+    )
+    .await
+}
+
 pub async fn report(
     store: &RunStore,
     schedules: &[Schedule],

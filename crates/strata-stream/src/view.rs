@@ -10,6 +10,9 @@ use serde::Serialize;
 use crate::operator::MINUTE_MICROS;
 use crate::operators::window::{DAY_MICROS, WindowState, lock};
 
+/// The realtime path's promise: figures at most five minutes behind ingest.
+pub const FRESHNESS_SLA: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Figures the processor updates after every batch.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -54,6 +57,12 @@ pub struct RealtimeReport {
     pub active_users: ActiveUsers,
     /// Now minus the newest processed event's `received_at`.
     pub freshness_seconds: Option<f64>,
+    /// How far the figures trail what the collector accepted: 0 when the
+    /// processor has consumed the whole log, else `freshness_seconds`.
+    pub behind_seconds: Option<f64>,
+    pub freshness_sla_seconds: f64,
+    /// `behind_seconds` within the SLA (true before the first event).
+    pub freshness_ok: bool,
     pub newest_received_at: Option<String>,
     pub watermark: Option<String>,
     pub allowed_lateness_seconds: f64,
@@ -101,12 +110,22 @@ impl RealtimeHandle {
         let lateness = state.lateness();
         drop(state);
         let checkpoint_at = self.stats.last_checkpoint_at.load(Ordering::Relaxed);
+        let lag_records = self.stats.lag_records.load(Ordering::Relaxed);
+        let freshness_seconds = c.newest_received_at.map(|t| (now - t).max(0) as f64 / 1e6);
+        let behind_seconds = if lag_records == 0 {
+            Some(0.0)
+        } else {
+            freshness_seconds
+        };
         RealtimeReport {
             now: format_micros(now, SecondsFormat::Millis),
             minutes,
             series,
             active_users,
-            freshness_seconds: c.newest_received_at.map(|t| (now - t).max(0) as f64 / 1e6),
+            freshness_seconds,
+            behind_seconds,
+            freshness_sla_seconds: FRESHNESS_SLA.as_secs_f64(),
+            freshness_ok: behind_seconds.is_none_or(|s| s <= FRESHNESS_SLA.as_secs_f64()),
             newest_received_at: c
                 .newest_received_at
                 .map(|t| format_micros(t, SecondsFormat::Micros)),
@@ -116,7 +135,7 @@ impl RealtimeHandle {
             dropped: c.dropped,
             duplicates: self.stats.duplicates.load(Ordering::Relaxed),
             events_counted: c.events,
-            lag_records: self.stats.lag_records.load(Ordering::Relaxed),
+            lag_records,
             dedup_ids: self.stats.dedup_ids.load(Ordering::Relaxed),
             dedup_state_bytes: self.stats.dedup_bytes.load(Ordering::Relaxed),
             last_checkpoint_at: (checkpoint_at > 0)

@@ -179,6 +179,16 @@ pub enum BenchCommand {
     /// The scheduler's own cost: queueing, claiming and completing runs
     /// that build nothing, on SQLite and (with --database-url) PostgreSQL.
     Scheduler(BenchSchedulerArgs),
+    /// Latency of every dashboard endpoint against a `strata serve` child on
+    /// a data dir with gold tables (`--data-dir`).
+    Api(BenchApiArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchApiArgs {
+    /// Calls per endpoint after its first.
+    #[arg(long, default_value_t = 300)]
+    pub requests: usize,
 }
 
 #[derive(Debug, Clone, Args)]

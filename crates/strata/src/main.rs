@@ -41,6 +41,9 @@ fn main() {
                 commands::bench::ingest(&cli.global, args).await
             }
             Command::Bench(BenchCommand::Batch(args)) => commands::bench_batch::run(args).await,
+            Command::Bench(BenchCommand::Api(args)) => {
+                commands::bench_api::run(&cli.global, args).await
+            }
             Command::Bench(BenchCommand::Scheduler(args)) => {
                 commands::bench_scheduler::run(args).await
             }

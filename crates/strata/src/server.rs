@@ -174,14 +174,15 @@ impl Server {
                 })?;
             addr = listener.local_addr().ok();
             let collector = Collector::new(&config.sources, dyn_log(), config.collector.clone());
-            let mut app =
-                strata_collector::router(collector.clone()).merge(crate::commands::home::router());
+            let mut api = strata_api::Api::builder(config.clone());
             if let Some(handle) = realtime.clone() {
-                app = app.merge(strata_stream::api::router(handle));
+                api = api.with_realtime(handle);
             }
             if let Some(store) = store.clone() {
-                app = app.merge(crate::commands::runs_api::router(config.clone(), store));
+                api = api.with_store(store);
             }
+            let app =
+                strata_collector::router(collector.clone()).merge(strata_api::router(api.build()));
             let mut http_stop = stop_rx.clone();
             http = Some((
                 collector.clone(),

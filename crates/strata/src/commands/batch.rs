@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_batch::Model;
-use strata_batch::dates::format_day;
 use strata_core::config::Config;
 use strata_orchestrator::backfill::{self, Request};
-use strata_orchestrator::store::{ALL, Counts, Run};
+use strata_orchestrator::store::{Counts, Run};
 use strata_orchestrator::{BatchWorkload, RunKey, RunState, RunStore, Scheduler, SchedulerConfig};
 
 use crate::cli::{BackfillArgs, GlobalArgs, RunArgs};
@@ -175,36 +173,17 @@ async fn report_dirty(config: &Config, scheduler: &Scheduler<BatchWorkload>) {
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> Result<()> {
     let config = load_config(global, None)?;
-    let key = match (args.model.as_deref(), args.date, args.dirty) {
+    let request = match (args.model.as_deref(), args.date, args.dirty) {
         (None, None, true) => return run_dirty(&config).await,
-        (Some(model), Some(date), false) => {
-            let model = Model::parse(model)?;
-            if model.is_daily() {
-                RunKey::new(model.name(), format_day(strata_batch::dates::day_of(date)))
-            } else {
-                RunKey::new(model.name(), ALL)
-            }
-        }
-        (Some(model), None, false) if !Model::parse(model)?.is_daily() => {
-            RunKey::new(Model::parse(model)?.name(), ALL)
-        }
-        (Some(model), None, false) => {
-            return Err(CliError::Usage(format!(
-                "{model} is partitioned by date: give --date YYYY-MM-DD"
-            )));
+        (Some(model), date, false) => {
+            // A daily model without --date is a usage error, as is an unknown model.
+            Request::run(model, date).map_err(|e| CliError::Usage(e.to_string()))?
         }
         _ => {
             return Err(CliError::Usage(
                 "give a model and --date, or --dirty alone".into(),
             ));
         }
-    };
-    let request = Request {
-        target: format!("run {}", key.model),
-        from: key.partition.clone(),
-        to: key.partition.clone(),
-        partitions: vec![(key, false)],
-        reason: "manual".into(),
     };
     work(&config, config.orchestrator.parallel, request).await
 }
@@ -259,44 +238,8 @@ async fn run_dirty(config: &Config) -> Result<()> {
 
 pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> Result<()> {
     let config = load_config(global, None)?;
-    if args.from > args.to {
-        return Err(CliError::Usage(format!(
-            "--from {} is after --to {}",
-            args.from, args.to
-        )));
-    }
-    let dates: Vec<String> = args
-        .from
-        .iter_days()
-        .take_while(|d| *d <= args.to)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .collect();
-    let models: Vec<(Model, bool)> = if args.model == "all" {
-        // Whole-table models come along when what they read changed.
-        Model::ALL
-            .into_iter()
-            .filter(|m| *m != Model::Identity)
-            .map(|m| (m, !m.is_daily()))
-            .collect()
-    } else {
-        // Asked for by name: a whole-table model is rebuilt.
-        vec![(Model::parse(&args.model)?, false)]
-    };
-    let mut partitions = Vec::new();
-    for (model, if_stale) in models {
-        if model.is_daily() {
-            partitions.extend(dates.iter().map(|d| (RunKey::new(model.name(), d), false)));
-        } else {
-            partitions.push((RunKey::new(model.name(), ALL), if_stale));
-        }
-    }
-    let request = Request {
-        target: args.model.clone(),
-        from: args.from.to_string(),
-        to: args.to.to_string(),
-        partitions,
-        reason: "backfill".into(),
-    };
+    let request = Request::backfill(&args.model, args.from, args.to)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     work(&config, args.parallel, request).await
 }
 

@@ -1,12 +1,11 @@
 pub mod batch;
 pub mod bench;
+pub mod bench_api;
 pub mod bench_batch;
 pub mod bench_scheduler;
 pub mod bench_stream;
 pub mod demo;
 pub mod generate;
-pub mod home;
-pub mod runs_api;
 pub mod serve;
 pub mod sql;
 pub mod status;

@@ -6,8 +6,7 @@ use strata_lake::query::format_batches;
 use strata_lake::{Lake, OutputFormat, SqlEngine};
 
 use strata_core::Config;
-use strata_orchestrator::status::{Report, report};
-use strata_orchestrator::{SchedulerConfig, dag::Graph, store::now_micros};
+use strata_orchestrator::status::{Report, report_for};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::error::Result;
@@ -15,9 +14,7 @@ use crate::server::load_config;
 
 /// The runs report of `strata status` and `GET /api/runs`.
 pub async fn runs_report(config: &Config, store: &strata_orchestrator::RunStore) -> Result<Report> {
-    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
-    let schedules = SchedulerConfig::from_config(&config.orchestrator, funnel_days)?.schedules;
-    Ok(report(store, &schedules, &Graph::new(funnel_days), now_micros()).await?)
+    Ok(report_for(config, store).await?)
 }
 
 fn print_runs(report: &Report) {

@@ -113,6 +113,40 @@ fn serve_keeps_gold_fresh_after_late_data_and_reports_its_runs() {
     );
     let (code, _) = get(&format!("{}/api/runs?model=gold.nope", served.base));
     assert_eq!(code, 404);
+
+    // The dashboard's panels read the same gold the scheduler keeps fresh.
+    let (code, active) = get(&format!(
+        "{}/api/active-users?from=2026-03-01&to=2026-03-02",
+        served.base
+    ));
+    assert_eq!(code, 200, "{active}");
+    assert_eq!(active["status"], "ok");
+    assert_eq!(active["days"][0]["date"], "2026-03-01");
+    assert_eq!(active["days"][0]["dau"], dau("2026-03-01").unwrap());
+    assert_eq!(active["days"][1]["dau"], dau("2026-03-02").unwrap());
+    let (code, realtime) = get(&format!("{}/api/realtime", served.base));
+    assert_eq!(code, 200);
+    assert_eq!(realtime["freshness_sla_seconds"], 300.0);
+    assert!(realtime["freshness_ok"].is_boolean(), "{realtime}");
+    // No admin token configured: admin actions are off.
+    let refused = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args([
+            "-d",
+            r#"{"model":"all","from":"2026-03-01","to":"2026-03-01"}"#,
+        ])
+        .arg(format!("{}/api/backfill", served.base))
+        .output()
+        .unwrap();
+    let refused = String::from_utf8_lossy(&refused.stdout).to_string();
+    assert!(refused.ends_with("\n403"), "{refused}");
+    assert!(refused.contains("STRATA_ADMIN_TOKEN"), "{refused}");
     assert!(served.terminate().success());
 
     // The same runs, from the command line.

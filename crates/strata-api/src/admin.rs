@@ -1,0 +1,136 @@
+//! Admin actions: queue a backfill or one run, and read-only SQL. Each needs
+//! the admin token.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use strata_lake::SqlEngine;
+use strata_orchestrator::backfill::{self, Request};
+use strata_orchestrator::dag::Graph;
+
+use crate::Api;
+use crate::auth::require_admin;
+use crate::error::{Error, Result};
+
+/// Rows `POST /api/sql` answers at most; the rest is left out and said so.
+pub const MAX_SQL_ROWS: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillBody {
+    model: String,
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    model: String,
+    date: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queued {
+    backfill_id: String,
+    resumed: bool,
+    runs: usize,
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<()> {
+    require_admin(api.inner.config.admin_token.as_deref(), headers)
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+fn body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    body.map(|Json(b)| b)
+        .map_err(|e| Error::BadRequest(format!("bad request body: {}", e.body_text())))
+}
+
+fn date(name: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::BadRequest(format!("{name}: {text:?} is not a YYYY-MM-DD date")))
+}
+
+async fn queue(api: &Api, request: Request) -> Result<(StatusCode, Json<Queued>)> {
+    let store = api.inner.store.as_ref().ok_or_else(|| {
+        Error::Unavailable("this process has no run store to queue runs in".into())
+    })?;
+    let config = &api.inner.config;
+    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let started = backfill::queue(
+        store,
+        &Graph::new(funnel_days),
+        config.orchestrator.max_attempts,
+        &request,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            backfill_id: started.id,
+            resumed: started.resumed,
+            runs: started.runs,
+        }),
+    ))
+}
+
+/// `POST /api/backfill`: queues what `strata backfill` would build.
+pub async fn backfill(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    request: std::result::Result<Json<BackfillBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Queued>)> {
+    authorize(&api, &headers)?;
+    let b = body(request)?;
+    let request = Request::backfill(&b.model, date("from", &b.from)?, date("to", &b.to)?)?;
+    queue(&api, request).await
+}
+
+/// `POST /api/runs`: queues one partition, like `strata run`.
+pub async fn run(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    request: std::result::Result<Json<RunBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Queued>)> {
+    authorize(&api, &headers)?;
+    let b = body(request)?;
+    let day = b.date.as_deref().map(|d| date("date", d)).transpose()?;
+    queue(&api, Request::run(&b.model, day)?).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlBody {
+    query: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SqlAnswer {
+    columns: Vec<String>,
+    rows: Vec<Vec<serde_json::Value>>,
+    truncated: bool,
+}
+
+/// `POST /api/sql`: one read-only statement over every table.
+pub async fn sql(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    request: std::result::Result<Json<SqlBody>, JsonRejection>,
+) -> Result<Json<SqlAnswer>> {
+    authorize(&api, &headers)?;
+    let b = body(request)?;
+    let engine = SqlEngine::open(&api.inner.lake).await?;
+    let batches = engine.query(&b.query).await?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let (columns, mut rows) = strata_lake::query::json_rows(&batches, MAX_SQL_ROWS + 1)?;
+    rows.truncate(MAX_SQL_ROWS);
+    Ok(Json(SqlAnswer {
+        columns,
+        rows,
+        truncated: total > MAX_SQL_ROWS,
+    }))
+}

@@ -1,0 +1,261 @@
+//! `GET /api/pipeline`: model runs by state, each table's freshness,
+//! quarantine counts by reason and too-late counts.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, RecordBatch};
+use serde::Serialize;
+use strata_batch::io::column::{micros, strings};
+use strata_lake::Lake;
+use strata_lake::query::LAYERS;
+use strata_lake::schema::{BRONZE_QUARANTINE, TableDef};
+use strata_orchestrator::RunState;
+use strata_orchestrator::status::Report;
+use strata_orchestrator::store::Counts;
+use tokio::sync::Mutex;
+
+use crate::error::Result;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub partition: String,
+    pub state: RunState,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRuns {
+    pub model: String,
+    pub last_success_at: Option<String>,
+    pub freshness_seconds: Option<i64>,
+    pub partitions_by_state: Counts,
+    pub next_scheduled_at: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runs {
+    pub store: String,
+    pub live_workers: usize,
+    pub by_state: Counts,
+    pub models: Vec<ModelRuns>,
+}
+
+impl Runs {
+    pub fn of(report: Report) -> Runs {
+        let mut by_state = Counts::default();
+        let models = report
+            .models
+            .into_iter()
+            .map(|m| {
+                let c = m.partitions_by_state;
+                for (state, n) in [
+                    (RunState::Queued, c.queued),
+                    (RunState::Running, c.running),
+                    (RunState::Succeeded, c.succeeded),
+                    (RunState::Failed, c.failed),
+                    (RunState::Blocked, c.blocked),
+                ] {
+                    by_state.add(state, n);
+                }
+                ModelRuns {
+                    problems: m
+                        .partitions
+                        .into_iter()
+                        .filter(|p| matches!(p.state, RunState::Failed | RunState::Blocked))
+                        .map(|p| Problem {
+                            partition: p.partition,
+                            state: p.state,
+                            attempts: p.attempts,
+                            error: p.error,
+                        })
+                        .collect(),
+                    model: m.model,
+                    last_success_at: m.last_success_at,
+                    freshness_seconds: m.freshness_seconds,
+                    partitions_by_state: c,
+                    next_scheduled_at: m.next_scheduled_at,
+                }
+            })
+            .collect();
+        Runs {
+            store: report.store,
+            live_workers: report.live_workers.len(),
+            by_state,
+            models,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub table: String,
+    pub version: Option<u64>,
+    pub last_commit_at: Option<String>,
+    pub freshness_seconds: Option<i64>,
+    pub files: usize,
+    pub rows: Option<u64>,
+}
+
+/// Open handles of every table in the lake, brought up to date on each
+/// call; file and row counts are recomputed only when a version changes.
+#[derive(Default)]
+pub struct Tables {
+    open: Mutex<BTreeMap<String, (DeltaTable, Option<TableInfo>)>>,
+}
+
+impl Tables {
+    pub async fn list(&self, lake: &Lake, now: SystemTime) -> Vec<TableInfo> {
+        let mut open = self.open.lock().await;
+        let mut out = Vec::new();
+        for (layer, name) in tables_in(lake) {
+            let qualified = format!("{layer}.{name}");
+            if !open.contains_key(&qualified) {
+                match lake.open(&layer, &name).await {
+                    Ok(table) => {
+                        open.insert(qualified.clone(), (table, None));
+                    }
+                    Err(e) => {
+                        tracing::debug!(table = %qualified, error = %e, "table not readable yet");
+                        continue;
+                    }
+                }
+            }
+            let Some((table, info)) = open.get_mut(&qualified) else {
+                continue;
+            };
+            if let Err(e) = table.update_incremental(None).await {
+                tracing::debug!(table = %qualified, error = %e, "table update failed; older version shown");
+            }
+            let version = table.version();
+            if info.as_ref().is_none_or(|i| i.version != version) {
+                *info = Some(describe(lake, &layer, &name, table));
+            }
+            if let Some(info) = info {
+                let mut info = info.clone();
+                info.freshness_seconds = info.last_commit_at.as_deref().and_then(|t| {
+                    let at: DateTime<Utc> = t.parse().ok()?;
+                    Some((DateTime::<Utc>::from(now) - at).num_seconds().max(0))
+                });
+                out.push(info);
+            }
+        }
+        out
+    }
+}
+
+fn tables_in(lake: &Lake) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for layer in LAYERS {
+        let Ok(listing) = std::fs::read_dir(lake.root().join(layer)) else {
+            continue;
+        };
+        let mut names: Vec<String> = listing
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| lake.exists(layer, name))
+            .collect();
+        names.sort();
+        found.extend(names.into_iter().map(|n| (layer.to_owned(), n)));
+    }
+    found
+}
+
+fn describe(lake: &Lake, layer: &str, name: &str, table: &DeltaTable) -> TableInfo {
+    let version = table.version();
+    // The commit file's modification time is when the version was written.
+    let last_commit_at = version.and_then(|v| {
+        let path = lake
+            .table_path(layer, name)
+            .join("_delta_log")
+            .join(format!("{v:020}.json"));
+        let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+        Some(DateTime::<Utc>::from(modified).to_rfc3339_opts(SecondsFormat::Secs, true))
+    });
+    let (files, rows) = match table.snapshot() {
+        Ok(snapshot) => {
+            let data = snapshot.log_data();
+            let rows = data
+                .iter()
+                .map(|f| f.num_records().map(|n| n as u64))
+                .sum::<Option<u64>>();
+            (data.num_files(), rows)
+        }
+        Err(_) => (0, None),
+    };
+    TableInfo {
+        table: format!("{layer}.{name}"),
+        version,
+        last_commit_at,
+        freshness_seconds: None,
+        files,
+        rows,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reason {
+    pub reason: String,
+    pub rows: u64,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quarantine {
+    pub total: u64,
+    pub by_reason: Vec<Reason>,
+}
+
+impl Snapshot for Quarantine {
+    const TABLE: TableDef = BRONZE_QUARANTINE;
+    const COLUMNS: &'static [&'static str] = &["reason", "received_at"];
+
+    fn from_batches(batches: &[RecordBatch]) -> Result<Self> {
+        let mut by_reason: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        for batch in batches {
+            let reason = strings(batch, "reason")?;
+            let received = micros(batch, "received_at")?;
+            for i in 0..batch.num_rows() {
+                let key = if reason.is_null(i) {
+                    ""
+                } else {
+                    reason.value(i)
+                };
+                let entry = by_reason.entry(key.to_owned()).or_insert((0, i64::MIN));
+                entry.0 += 1;
+                entry.1 = entry.1.max(received.value(i));
+            }
+        }
+        let mut by_reason: Vec<Reason> = by_reason
+            .into_iter()
+            .map(|(reason, (rows, last))| Reason {
+                reason,
+                rows,
+                last_seen: strata_batch::dates::format_micros(last),
+            })
+            .collect();
+        by_reason.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.reason.cmp(&b.reason)));
+        Ok(Quarantine {
+            total: by_reason.iter().map(|r| r.rows).sum(),
+            by_reason,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TooLate {
+    pub realtime: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub generated_at: String,
+    pub runs: Option<Runs>,
+    pub tables: Vec<TableInfo>,
+    pub quarantine: Quarantine,
+    pub too_late: TooLate,
+}
