@@ -22,8 +22,9 @@ pub enum Error {
     /// The run store or a table cannot be read just now.
     #[error("{0}")]
     Unavailable(String),
+    /// Boxed: Delta's errors are large.
     #[error(transparent)]
-    Lake(#[from] strata_lake::Error),
+    Lake(Box<strata_lake::Error>),
     /// Boxed: the batch path's errors carry DataFusion's, which are large.
     #[error(transparent)]
     Batch(Box<strata_batch::Error>),
@@ -32,6 +33,12 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<strata_lake::Error> for Error {
+    fn from(e: strata_lake::Error) -> Self {
+        Error::Lake(Box::new(e))
+    }
+}
 
 impl From<strata_batch::Error> for Error {
     fn from(e: strata_batch::Error) -> Self {
@@ -60,7 +67,12 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             Error::Unavailable(_) | Error::Orchestrator(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Lake(strata_lake::Error::NotReadOnly(_) | strata_lake::Error::Query(_)) => {
+            Error::Lake(e)
+                if matches!(
+                    **e,
+                    strata_lake::Error::NotReadOnly(_) | strata_lake::Error::Query(_)
+                ) =>
+            {
                 StatusCode::BAD_REQUEST
             }
             Error::Lake(_) | Error::Batch(_) => StatusCode::INTERNAL_SERVER_ERROR,

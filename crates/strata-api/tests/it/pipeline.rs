@@ -93,7 +93,12 @@ async fn pipeline_health_shows_runs_tables_and_quarantine() {
     let now = now_micros();
     let taken = api
         .store
-        .claim_many(&[failing.id.clone()], "w1", now, Duration::from_secs(60))
+        .claim_many(
+            std::slice::from_ref(&failing.id),
+            "w1",
+            now,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);

@@ -338,8 +338,10 @@ async fn sessions_count_median_duration_and_platform_split() {
 async fn a_new_version_of_a_table_is_seen_on_the_next_call() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path().join("lake"));
-    let mut config = strata_core::Config::default();
-    config.data_dir = dir.path().to_path_buf();
+    let config = strata_core::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..strata_core::Config::default()
+    };
     let api = strata_api::Api::builder(config).build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

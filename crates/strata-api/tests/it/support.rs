@@ -63,9 +63,11 @@ impl Served {
 /// admin token when `admin`).
 pub async fn serve(admin: bool, fill: impl AsyncFnOnce(&Lake)) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.admin_token = admin.then(|| TOKEN.to_owned());
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: admin.then(|| TOKEN.to_owned()),
+        ..Config::default()
+    };
     let lake = Lake::new(config.lake_dir());
     fill(&lake).await;
     let store = RunStore::for_data_dir(dir.path(), None).await.unwrap();
