@@ -104,7 +104,7 @@ pub struct Started {
 pub async fn start<W: Workload>(scheduler: &Scheduler<W>, request: &Request) -> Result<Started> {
     queue(
         scheduler.store(),
-        &scheduler.graph,
+        scheduler.graph(),
         scheduler.config.max_attempts,
         request,
     )

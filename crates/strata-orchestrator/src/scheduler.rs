@@ -98,7 +98,7 @@ pub struct Scheduler<W: Workload> {
     store: RunStore,
     workload: Arc<W>,
     pub(crate) config: SchedulerConfig,
-    pub(crate) graph: Graph,
+    graph: Graph,
     worker: String,
     last_sense: Option<i64>,
     /// Claim this backfill's runs before any other.
@@ -132,15 +132,9 @@ impl<W: Workload> Scheduler<W> {
         self.focus = backfill;
     }
 
-    /// The runs of a set of partitions, each at its model's level.
-    pub fn new_runs(
-        &self,
-        keys: impl IntoIterator<Item = RunKey>,
-        reason: &str,
-        backfill: Option<&str>,
-        if_stale: impl Fn(&RunKey) -> bool,
-    ) -> Result<Vec<NewRun>> {
-        self.graph.new_runs(keys, reason, backfill, if_stale)
+    /// The partition graph: the level of each model and what reads what.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     pub async fn enqueue(&self, runs: &[NewRun], now: i64) -> Result<usize> {
@@ -172,7 +166,7 @@ impl<W: Workload> Scheduler<W> {
             .map(|r| r.key)
             .collect();
         let dirty = dirty.into_iter().filter(|k| !resting.contains(k));
-        let runs = self.new_runs(dirty, "dirty", None, |_| false)?;
+        let runs = self.graph.new_runs(dirty, "dirty", None, |_| false)?;
         self.enqueue(&runs, now).await
     }
 
@@ -242,7 +236,9 @@ impl<W: Workload> Scheduler<W> {
                 continue;
             }
             let reason = format!("schedule:{}", schedule.name);
-            let runs = self.new_runs(schedule.partitions(fire), &reason, None, |_| false)?;
+            let runs = self
+                .graph
+                .new_runs(schedule.partitions(fire), &reason, None, |_| false)?;
             let added = self.enqueue(&runs, now).await?;
             tracing::info!(schedule = %schedule.name, added, "schedule fired");
             fired.push(schedule.name.clone());

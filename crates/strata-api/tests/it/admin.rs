@@ -1,8 +1,7 @@
 use serde_json::{Value, json};
-use strata_batch::tables::GOLD_DAILY_ACTIVE_USERS;
 use strata_lake::Lake;
 
-use crate::support::{TOKEN, serve, write};
+use crate::support::{TOKEN, serve, two_days_of_dau};
 
 const ACTIONS: [(&str, &str); 4] = [
     (
@@ -195,15 +194,7 @@ async fn bad_admin_requests_answer_400_and_queue_nothing() {
 #[tokio::test]
 async fn sql_answers_columns_and_typed_rows_and_caps_the_row_count() {
     let api = serve(true, async |lake: &Lake| {
-        write(
-            lake,
-            &GOLD_DAILY_ACTIVE_USERS,
-            &[
-                vec![json!("2026-03-01"), json!(3), json!(3), json!(3), json!(3)],
-                vec![json!("2026-03-02"), json!(2), json!(4), json!(4), json!(1)],
-            ],
-        )
-        .await;
+        two_days_of_dau(lake).await;
     })
     .await;
     let (status, body) = api

@@ -1,12 +1,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use strata_batch::tables::GOLD_DAILY_ACTIVE_USERS;
 use strata_lake::Lake;
 use strata_lake::schema::BRONZE_QUARANTINE;
 use strata_orchestrator::store::now_micros;
 
-use crate::support::{TOKEN, serve, write};
+use crate::support::{TOKEN, serve, two_days_of_dau, write};
 
 async fn lake_with_quarantine(lake: &Lake) {
     let rejected = |at: &str, reason: &str, offset: i64| {
@@ -32,15 +31,7 @@ async fn lake_with_quarantine(lake: &Lake) {
         ],
     )
     .await;
-    write(
-        lake,
-        &GOLD_DAILY_ACTIVE_USERS,
-        &[
-            vec![json!("2026-03-01"), json!(3), json!(3), json!(3), json!(3)],
-            vec![json!("2026-03-02"), json!(2), json!(4), json!(4), json!(1)],
-        ],
-    )
-    .await;
+    two_days_of_dau(lake).await;
 }
 
 #[tokio::test]

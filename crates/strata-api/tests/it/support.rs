@@ -6,9 +6,11 @@ use deltalake::arrow::array::{
     StringArray, TimestampMicrosecondArray,
 };
 use serde_json::Value;
+use serde_json::json;
 use strata_api::Api;
 use strata_batch::LakeIo;
 use strata_batch::dates::day_of;
+use strata_batch::tables::GOLD_DAILY_ACTIVE_USERS;
 use strata_core::Config;
 use strata_lake::Lake;
 use strata_lake::schema::{ColumnType, TableDef};
@@ -168,4 +170,18 @@ fn batch(def: &TableDef, rows: &[Vec<Value>]) -> RecordBatch {
         })
         .collect();
     RecordBatch::try_new(def.arrow_schema(), columns).unwrap()
+}
+
+/// gold.daily_active_users for 2026-03-01 (3 active, all new) and
+/// 2026-03-02 (2 active, 1 new, 4 over the week and month).
+pub async fn two_days_of_dau(lake: &Lake) {
+    write(
+        lake,
+        &GOLD_DAILY_ACTIVE_USERS,
+        &[
+            vec![json!("2026-03-01"), json!(3), json!(3), json!(3), json!(3)],
+            vec![json!("2026-03-02"), json!(2), json!(4), json!(4), json!(1)],
+        ],
+    )
+    .await;
 }

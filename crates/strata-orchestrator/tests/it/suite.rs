@@ -32,6 +32,7 @@ async fn scheduler(
 
 async fn enqueue(s: &Scheduler<Scripted>, keys: &[RunKey]) {
     let runs = s
+        .graph()
         .new_runs(keys.iter().cloned(), "test", None, |_| false)
         .unwrap();
     s.enqueue(&runs, now_micros()).await.unwrap();

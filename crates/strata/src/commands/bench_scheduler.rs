@@ -66,7 +66,7 @@ async fn measure(store: RunStore, runs: usize, max_batch: usize) -> Result<Figur
         .iter_days()
         .take(runs)
         .map(|d| RunKey::new(Model::ActiveDays.name(), d.format("%Y-%m-%d").to_string()));
-    let queued = scheduler.new_runs(keys, "bench", None, |_| false)?;
+    let queued = scheduler.graph().new_runs(keys, "bench", None, |_| false)?;
     let started = Instant::now();
     scheduler.enqueue(&queued, now_micros()).await?;
     let enqueue = started.elapsed();
