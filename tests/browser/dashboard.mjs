@@ -25,6 +25,7 @@ import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TOKEN = 'browser-test-token';
+const WRITE_KEY = 'wk_browser_test';
 const WAIT_MS = Number(process.env.STRATA_WAIT_SECONDS || 600) * 1000;
 const READY_MS = 300_000;
 const PANELS_MS = 120_000;
@@ -87,12 +88,34 @@ async function request(base, pathname, init = {}) {
   return { status: res.status, body, text };
 }
 
+/**
+ * A few events happening now, through the collector: the demo's own live traffic follows
+ * the shop's daily rhythm and can be thin at night, and the realtime panels must have
+ * something in the last hour whatever the hour.
+ */
+async function sendLiveEvents(base) {
+  const now = new Date().toISOString();
+  const batch = Array.from({ length: 20 }, (_, i) => ({
+    type: 'track', event: i % 2 ? 'Product Viewed' : 'Product Added',
+    userId: `browser-test-user-${i % 5}`, timestamp: now, messageId: `browser-test-${Date.now()}-${i}`,
+  }));
+  const res = await request(base, '/v1/batch', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}` },
+    body: JSON.stringify({ batch }),
+  });
+  if (res.status !== 200 || !res.body || res.body.accepted !== batch.length) {
+    fail(`POST /v1/batch answered ${res.status}: ${res.text}`);
+  }
+  log(`sent ${batch.length} live events`);
+}
+
 /** The strata child process, with the tail of what it printed. */
 class Strata {
   constructor(bin, port, dataDir) {
     this.tail = [];
     this.exited = null;
-    const env = { ...process.env, STRATA_ADMIN_TOKEN: TOKEN };
+    const env = { ...process.env, STRATA_ADMIN_TOKEN: TOKEN, STRATA_WRITE_KEY: WRITE_KEY };
     delete env.STRATA_CONFIG; // the test runs on defaults, whatever the caller's shell has
     const args = ['demo', '--days', '7', '--users', '400', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir];
     log(`starting ${bin} ${args.join(' ')}`);
@@ -290,6 +313,7 @@ async function main() {
     await waitReady(base, strata);
     log(`${base}/ready answered 200`);
     await backfill(base);
+    await sendLiveEvents(base);
     await waitForData(base, strata);
     await checkPage(base, screenshotDir);
     ok = true;

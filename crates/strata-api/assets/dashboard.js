@@ -466,7 +466,7 @@
     if (!b.runs) {
       show('runs', 'empty', 'This Strata process has no run store open, so it reports no model runs. ' +
         '`strata status` shows them where the scheduler runs.');
-    } else if (!models.length) {
+    } else if (!models.length || !Object.values(by).some((n) => n > 0)) {
       show('runs', 'empty', 'No model has run yet. The scheduler builds silver and gold on its schedule; to build them now, ' +
         `run \`strata backfill all --from ${addDays(todayUtc(), -7)} --to ${todayUtc()}\`.`);
     } else draw('runs', () => {
