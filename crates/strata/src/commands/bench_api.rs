@@ -65,7 +65,9 @@ pub async fn run(global: &GlobalArgs, args: BenchApiArgs) -> Result<()> {
         let mut latencies = Histogram::<u64>::new(3).expect("valid precision");
         for i in 0..args.requests {
             let (took, _) = timed(&client, &base, &path(i + 1)).await?;
-            latencies.saturating_record(took.as_micros() as u64);
+            latencies
+                .record(took.as_micros() as u64)
+                .map_err(CliError::runtime)?;
         }
         let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
         worst_p95 = worst_p95.max(ms(0.95));
