@@ -54,10 +54,17 @@ impl<T: Snapshot> Cached<T> {
         let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(format!("{name}: {e}"));
         let mut slot = self.slot.lock().await;
         match slot.table.as_mut() {
-            Some(table) => table
-                .update_incremental(None)
-                .await
-                .map_err(|e| unavailable(&e))?,
+            Some(table) => {
+                if let Err(e) = table.update_incremental(None).await {
+                    // A log that cannot be listed just now: the version
+                    // already held is still a consistent answer.
+                    if slot.data.is_some() {
+                        tracing::warn!(table = %name, error = %e, "serving the version held in memory");
+                        return Ok(slot.data.clone());
+                    }
+                    return Err(unavailable(&e));
+                }
+            }
             None => {
                 if !lake.exists(def.layer, def.name) {
                     return Ok(None);
