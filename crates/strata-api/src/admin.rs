@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use strata_lake::SqlEngine;
 use strata_orchestrator::backfill::{self, Request};
-use strata_orchestrator::dag::Graph;
+use strata_orchestrator::dag::{Graph, funnel_days};
 
 use crate::Api;
 use crate::auth::require_admin;
@@ -60,10 +60,9 @@ async fn queue(api: &Api, request: Request) -> Result<(StatusCode, Json<Queued>)
         Error::Unavailable("this process has no run store to queue runs in".into())
     })?;
     let config = &api.inner.config;
-    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
     let started = backfill::queue(
         store,
-        &Graph::new(funnel_days),
+        &Graph::new(funnel_days(config)),
         config.orchestrator.max_attempts,
         &request,
     )

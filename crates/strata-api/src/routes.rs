@@ -62,8 +62,12 @@ async fn active_users(
     State(api): State<Api>,
     Query(params): Query<RangeParams>,
 ) -> Result<Json<active_users::ActiveUsers>> {
-    let range = range_of(&api, &params).await?;
+    // The table is its own anchor: one look at its log, not two.
     let table = api.inner.daily_active.get(&api.inner.lake).await?;
+    let anchor = table
+        .as_deref()
+        .and_then(active_users::DailyActive::last_date);
+    let range = DateRange::resolve(&params, anchor)?;
     Ok(Json(active_users::answer(table.as_deref(), range)))
 }
 
@@ -103,11 +107,7 @@ async fn sessions(
 async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
     let now = SystemTime::now();
     let runs = match &api.inner.store {
-        Some(store) => Some(pipeline::Runs::of(
-            strata_orchestrator::status::report_for(&api.inner.config, store)
-                .await
-                .map_err(|e| Error::Unavailable(format!("run store unavailable: {e}")))?,
-        )),
+        Some(store) => Some(pipeline::Runs::of(runs_report(&api, store).await?)),
         None => None,
     };
     let tables = api.inner.tables.list(&api.inner.lake, now).await;
@@ -119,10 +119,7 @@ async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
         .map(|q| (*q).clone())
         .unwrap_or_default();
     let too_late = pipeline::TooLate {
-        realtime: api.inner.realtime.as_ref().map(|handle| {
-            let now = chrono::Utc::now().timestamp_micros();
-            handle.report(1, now).too_late
-        }),
+        realtime: api.inner.realtime.as_ref().map(|handle| handle.too_late()),
     };
     Ok(Json(pipeline::Pipeline {
         generated_at: chrono::DateTime::<chrono::Utc>::from(now)
@@ -132,6 +129,15 @@ async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
         quarantine,
         too_late,
     }))
+}
+
+async fn runs_report(
+    api: &Api,
+    store: &strata_orchestrator::RunStore,
+) -> Result<strata_orchestrator::status::Report> {
+    strata_orchestrator::status::report_for(&api.inner.config, store)
+        .await
+        .map_err(|e| Error::Unavailable(format!("run store unavailable: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,9 +158,7 @@ async fn runs(
                 .into(),
         )
     })?;
-    let mut report = strata_orchestrator::status::report_for(&api.inner.config, store)
-        .await
-        .map_err(|e| Error::Unavailable(format!("run store unavailable: {e}")))?;
+    let mut report = runs_report(&api, store).await?;
     if let Some(model) = &filter.model {
         report.models.retain(|m| &m.model == model);
         if report.models.is_empty() {

@@ -39,17 +39,7 @@ impl SqlEngine {
             catalog
                 .register_schema(layer, Arc::new(MemorySchemaProvider::new()))
                 .map_err(Error::from)?;
-            let dir = lake.root().join(layer);
-            let Ok(listing) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut names: Vec<String> = listing
-                .filter_map(|e| e.ok())
-                .filter(|e| lake.exists(layer, &e.file_name().to_string_lossy()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect();
-            names.sort();
-            for name in names {
+            for name in lake.tables_in(layer) {
                 let table = lake.open(layer, &name).await?;
                 table
                     .update_datafusion_session(&ctx.state())

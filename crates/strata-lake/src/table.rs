@@ -49,6 +49,19 @@ impl Lake {
         has_commits(&self.table_path(layer, name).join("_delta_log"))
     }
 
+    /// The names of the tables of one layer that have a commit, sorted.
+    pub fn tables_in(&self, layer: &str) -> Vec<String> {
+        let Ok(listing) = std::fs::read_dir(self.root.join(layer)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = listing
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| self.exists(layer, name))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Opens an existing table.
     pub async fn open(&self, layer: &str, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(layer, name)?;

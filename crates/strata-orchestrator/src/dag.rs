@@ -51,6 +51,12 @@ pub struct Graph {
     level: BTreeMap<Model, i64>,
 }
 
+/// How many days past its entry date the config's longest funnel reaches:
+/// what the graph and the schedules need to know of the funnels.
+pub fn funnel_days(config: &strata_core::Config) -> i32 {
+    strata_batch::models::funnels::days_after(&config.effective_funnels())
+}
+
 impl Graph {
     /// `funnel_days`: the longest funnel window in days, the reach of
     /// `gold.funnel_daily` into later dates.

@@ -156,6 +156,15 @@ impl Counts {
         }
     }
 
+    /// Adds another set of counts, state by state.
+    pub fn add_all(&mut self, other: &Counts) {
+        self.queued += other.queued;
+        self.running += other.running;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.blocked += other.blocked;
+    }
+
     pub fn total(&self) -> i64 {
         self.queued + self.running + self.succeeded + self.failed + self.blocked
     }

@@ -62,7 +62,7 @@ const RECENT_SUCCESSES: usize = 7;
 
 /// The report under a config's schedules and funnels, as of now.
 pub async fn report_for(config: &strata_core::Config, store: &RunStore) -> Result<Report> {
-    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let funnel_days = crate::dag::funnel_days(config);
     let schedules =
         crate::SchedulerConfig::from_config(&config.orchestrator, funnel_days)?.schedules;
     report(

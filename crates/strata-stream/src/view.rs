@@ -83,6 +83,11 @@ pub fn format_micros(micros: i64, format: SecondsFormat) -> String {
 }
 
 impl RealtimeHandle {
+    /// Events that arrived after their window closed, so far.
+    pub fn too_late(&self) -> u64 {
+        lock(&self.windows).counters().too_late
+    }
+
     /// The last `minutes` minutes up to the one containing `now` (wall
     /// clock, microseconds).
     pub fn report(&self, minutes: u32, now: i64) -> RealtimeReport {

@@ -54,15 +54,7 @@ impl Runs {
             .into_iter()
             .map(|m| {
                 let c = m.partitions_by_state;
-                for (state, n) in [
-                    (RunState::Queued, c.queued),
-                    (RunState::Running, c.running),
-                    (RunState::Succeeded, c.succeeded),
-                    (RunState::Failed, c.failed),
-                    (RunState::Blocked, c.blocked),
-                ] {
-                    by_state.add(state, n);
-                }
+                by_state.add_all(&c);
                 ModelRuns {
                     problems: m
                         .partitions
@@ -150,19 +142,14 @@ impl Tables {
 }
 
 fn tables_in(lake: &Lake) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for layer in LAYERS {
-        let Ok(listing) = std::fs::read_dir(lake.root().join(layer)) else {
-            continue;
-        };
-        let mut names: Vec<String> = listing
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| lake.exists(layer, name))
-            .collect();
-        names.sort();
-        found.extend(names.into_iter().map(|n| (layer.to_owned(), n)));
-    }
-    found
+    LAYERS
+        .iter()
+        .flat_map(|layer| {
+            lake.tables_in(layer)
+                .into_iter()
+                .map(|name| (layer.to_string(), name))
+        })
+        .collect()
 }
 
 fn describe(lake: &Lake, layer: &str, name: &str, table: &DeltaTable) -> TableInfo {

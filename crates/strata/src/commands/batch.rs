@@ -33,7 +33,7 @@ pub async fn scheduler(
     fire_schedules: bool,
 ) -> Result<Scheduler<BatchWorkload>> {
     let store = open_store(config).await?;
-    let funnel_days = strata_batch::models::funnels::days_after(&config.effective_funnels());
+    let funnel_days = strata_orchestrator::dag::funnel_days(config);
     let mut settings = SchedulerConfig::from_config(&config.orchestrator, funnel_days)?;
     settings.sense_dirty = sense_dirty;
     settings.fire_schedules = fire_schedules;

@@ -5,17 +5,11 @@
 use strata_lake::query::format_batches;
 use strata_lake::{Lake, OutputFormat, SqlEngine};
 
-use strata_core::Config;
 use strata_orchestrator::status::{Report, report_for};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::error::Result;
 use crate::server::load_config;
-
-/// The runs report of `strata status` and `GET /api/runs`.
-pub async fn runs_report(config: &Config, store: &strata_orchestrator::RunStore) -> Result<Report> {
-    Ok(report_for(config, store).await?)
-}
 
 fn print_runs(report: &Report) {
     println!(
@@ -83,7 +77,7 @@ pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<()> {
     let config = load_config(global, None)?;
     if args.json {
         let store = crate::commands::batch::open_store(&config).await?;
-        let report = runs_report(&config, &store).await?;
+        let report = report_for(&config, &store).await?;
         println!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(crate::error::CliError::runtime)?
@@ -152,7 +146,7 @@ pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<()> {
         Err(e) => println!("stream processor: {e}"),
     }
     let store = crate::commands::batch::open_store(&config).await?;
-    print_runs(&runs_report(&config, &store).await?);
+    print_runs(&report_for(&config, &store).await?);
     let state = strata_batch::StateFile::read(&strata_batch::state_dir(&config.data_dir))?;
     let dirty = state.all_dirty();
     if dirty.is_empty() {
