@@ -33,6 +33,9 @@ pub enum Error {
     Busy(String),
     #[error("a build task failed: {0}")]
     Task(String),
+    /// Written by a later Strata (`strata_core::format`).
+    #[error("{0}")]
+    NewerFormat(String),
 }
 
 impl Error {

@@ -29,8 +29,18 @@ impl Dirty {
     }
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// The version of `state.json`'s layout. Files from before the field was
+/// written are version 1.
+const STATE_FORMAT: u32 = 1;
+
+fn first_format() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
+    #[serde(default = "first_format")]
+    pub format: u32,
     /// Per log partition, one past the last bronze offset taken into silver.
     #[serde(default)]
     pub bronze_seen: BTreeMap<i32, i64>,
@@ -41,6 +51,17 @@ pub struct State {
     /// models whose rows depend on it).
     #[serde(default)]
     pub built_with: BTreeMap<String, String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            format: STATE_FORMAT,
+            bronze_seen: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+            built_with: BTreeMap::new(),
+        }
+    }
 }
 
 pub struct StateFile {
@@ -104,7 +125,7 @@ impl StateFile {
     /// Reads the state without taking the lock (for reporting).
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("state.json");
-        let state = match std::fs::read(&path) {
+        let state: State = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
                 path: path.display().to_string(),
                 source: std::io::Error::other(e),
@@ -117,9 +138,20 @@ impl StateFile {
                 });
             }
         };
+        if state.format > STATE_FORMAT {
+            return Err(Error::NewerFormat(strata_core::format::newer_format(
+                "the batch state",
+                path.display(),
+                state.format,
+                STATE_FORMAT,
+            )));
+        }
         Ok(Self {
             path,
-            state,
+            state: State {
+                format: STATE_FORMAT,
+                ..state
+            },
             _lock: None,
         })
     }

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod format;
 pub mod normalize;
 
 pub use config::Config;

@@ -12,6 +12,8 @@ pub enum Error {
     Arrow(#[from] deltalake::arrow::error::ArrowError),
     #[error("{0}")]
     Query(String),
+    #[error("column {column}: {detail}")]
+    Column { column: String, detail: String },
     #[error("only read-only queries are allowed: {0}")]
     NotReadOnly(String),
     #[error("log: {0}")]

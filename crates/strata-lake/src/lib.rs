@@ -3,6 +3,7 @@
 //! table.
 
 pub mod bronze;
+pub mod columns;
 mod error;
 pub mod query;
 pub mod schema;

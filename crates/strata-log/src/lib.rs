@@ -98,6 +98,29 @@ pub enum LogError {
     WriterFailed { partition: u32, reason: String },
     #[error("the log is closed")]
     Closed,
+    /// Written by a later Strata: the same sentence as `strata_core::format`
+    /// (this crate sits below strata-core).
+    #[error(
+        "{what} at {path} has format version {found}, newer than version {known} that this \
+         Strata reads: it was written by a later Strata release; run that release (or a newer \
+         one) on this data dir"
+    )]
+    NewerFormat {
+        what: &'static str,
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+}
+
+/// Reads the version of a file whose first line is `{prefix} v{N}`.
+pub(crate) fn format_version(first_line: Option<&str>, prefix: &str) -> Option<u32> {
+    first_line?
+        .strip_prefix(prefix)?
+        .strip_prefix(" v")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// One record as read back from the log.

@@ -22,6 +22,9 @@ pub enum Error {
     Config(String),
     #[error("{0}")]
     Invalid(String),
+    /// Written by a later Strata (`strata_core::format`).
+    #[error("{0}")]
+    NewerFormat(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

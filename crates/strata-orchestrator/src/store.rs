@@ -97,7 +97,7 @@ impl RunStore {
                 .await?;
         }
         let store = Self { pool, backend };
-        store.migrate().await?;
+        store.migrate(url).await?;
         Ok(store)
     }
 
@@ -105,7 +105,9 @@ impl RunStore {
         self.backend
     }
 
-    async fn migrate(&self) -> Result<()> {
+    /// Applies the migrations this binary has. A schema version it does not
+    /// have was applied by a later Strata: refused, not run against.
+    async fn migrate(&self, url: &str) -> Result<()> {
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
@@ -122,8 +124,18 @@ impl RunStore {
             migrations: Cow::Owned(migrations),
             ..Migrator::DEFAULT
         };
-        migrator.run(&self.pool).await?;
-        Ok(())
+        match migrator.run(&self.pool).await {
+            Err(sqlx::migrate::MigrateError::VersionMissing(found)) => {
+                let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+                Err(Error::NewerFormat(strata_core::format::newer_format(
+                    "the run store",
+                    redact(url),
+                    u32::try_from(found).unwrap_or(u32::MAX),
+                    u32::try_from(known).unwrap_or(0),
+                )))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Queues runs; a partition already queued or running is not queued

@@ -63,6 +63,21 @@ impl CheckpointDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path)(e)),
         };
+        // The version first: a later layout may not parse as this one.
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        if let Ok(Versioned { version }) = serde_json::from_str(&text)
+            && version > VERSION
+        {
+            return Err(Error::NewerFormat(strata_core::format::newer_format(
+                "the stream checkpoint",
+                path.display(),
+                version,
+                VERSION,
+            )));
+        }
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e))?;
         if manifest.version != VERSION {

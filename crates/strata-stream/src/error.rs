@@ -22,6 +22,9 @@ pub enum Error {
     },
     #[error("checkpoint {path} is unusable: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+    /// Written by a later Strata (`strata_core::format`).
+    #[error("{0}")]
+    NewerFormat(String),
 }
 
 impl Error {

@@ -4,8 +4,8 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, RecordBatch};
 use serde::Serialize;
 use strata_batch::dates::date_of;
-use strata_batch::io::column::{days, longs};
 use strata_batch::tables::GOLD_DAILY_ACTIVE_USERS;
+use strata_lake::columns::{days, longs};
 use strata_lake::schema::TableDef;
 
 use super::{Frame, available};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use deltalake::arrow::array::{Array, Float64Array, RecordBatch};
 use serde::Serialize;
-use strata_batch::io::column::{doubles, longs, strings};
 use strata_batch::tables::GOLD_EXPERIMENT_RESULTS;
+use strata_lake::columns::{doubles, longs, strings};
 use strata_lake::schema::TableDef;
 
 use super::Status;

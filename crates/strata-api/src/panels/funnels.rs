@@ -6,9 +6,9 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, RecordBatch};
 use serde::Serialize;
 use strata_batch::dates::date_of;
-use strata_batch::io::column::{days, ints, longs, strings};
 use strata_batch::tables::GOLD_FUNNEL_DAILY;
 use strata_core::config::FunnelConfig;
+use strata_lake::columns::{days, ints, longs, strings};
 use strata_lake::schema::TableDef;
 
 use super::{Frame, available, ratio};

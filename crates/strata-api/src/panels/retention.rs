@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, RecordBatch};
 use serde::Serialize;
 use strata_batch::dates::date_of;
-use strata_batch::io::column::{days, ints, longs};
 use strata_batch::tables::GOLD_RETENTION;
+use strata_lake::columns::{days, ints, longs};
 use strata_lake::schema::TableDef;
 
 use super::{Frame, available};

@@ -5,8 +5,8 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, RecordBatch};
 use serde::Serialize;
 use strata_batch::dates::date_of;
-use strata_batch::io::column::{days, doubles, longs, strings};
 use strata_batch::tables::GOLD_FCT_SESSIONS;
+use strata_lake::columns::{days, doubles, longs, strings};
 use strata_lake::schema::TableDef;
 
 use super::{Frame, available, median};

@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, StringBuilder,
-};
-use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use deltalake::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringBuilder};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::{Error, Result};
+use crate::io::column;
 
 /// The winning link of one anonymous id (SPEC §4, Person).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +120,13 @@ impl LinkTally {
                 "saved link tally has an unknown layout".into(),
             ));
         }
-        let strings = |i: usize| -> &StringArray { batch.column(i).as_string::<i32>() };
-        let (anon, user, first_id) = (strings(0), strings(1), strings(4));
-        let count = batch.column(2).as_primitive::<Int64Type>();
-        let first_ts = batch.column(3).as_primitive::<Int64Type>();
+        let (anon, user, first_id) = (
+            column::strings_at(batch, 0)?,
+            column::strings_at(batch, 1)?,
+            column::strings_at(batch, 4)?,
+        );
+        let count = column::longs_at(batch, 2)?;
+        let first_ts = column::longs_at(batch, 3)?;
         for i in 0..batch.num_rows() {
             if anon.is_null(i) || user.is_null(i) {
                 continue;

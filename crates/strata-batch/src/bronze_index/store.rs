@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::dates::Day;
 use crate::error::{Error, Result};
 
-/// Bumped when the layout of the files changes; an index of another
-/// version is rebuilt from bronze.
+/// Bumped when the layout of the files changes; an index of an older
+/// version is rebuilt from bronze, one of a newer version refused.
 const VERSION: u32 = 1;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -54,6 +54,14 @@ impl Store {
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Meta>(&bytes) {
                 Ok(meta) if meta.version == VERSION => Ok(Some(meta)),
+                Ok(meta) if meta.version > VERSION => {
+                    Err(Error::NewerFormat(strata_core::format::newer_format(
+                        "the bronze index",
+                        path.display(),
+                        meta.version,
+                        VERSION,
+                    )))
+                }
                 // An unreadable or older index is rebuilt, not trusted.
                 _ => Ok(None),
             },

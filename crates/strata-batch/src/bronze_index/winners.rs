@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
-use deltalake::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, UInt64Type};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::Position;
 use crate::dates::Day;
 use crate::error::{Error, Result};
+use crate::io::column;
 
 /// Event ids are UUIDs almost always; comparing 16 bytes instead of strings
 /// keeps the sort of ten million ids cheap. Anything else is kept verbatim.
@@ -226,12 +227,12 @@ impl Winners {
     pub fn load_base(&mut self, batches: &[RecordBatch]) -> Result<()> {
         let batch = deltalake::arrow::compute::concat_batches(&base_schema(), batches)?;
         self.base = Base {
-            hi: batch.column(0).as_primitive::<UInt64Type>().clone(),
-            lo: batch.column(1).as_primitive::<UInt64Type>().clone(),
-            received_at: batch.column(2).as_primitive::<Int64Type>().clone(),
-            partition: batch.column(3).as_primitive::<Int32Type>().clone(),
-            offset: batch.column(4).as_primitive::<Int64Type>().clone(),
-            day: batch.column(5).as_primitive::<Int32Type>().clone(),
+            hi: column::unsigned_longs_at(&batch, 0)?,
+            lo: column::unsigned_longs_at(&batch, 1)?,
+            received_at: column::longs_at(&batch, 2)?,
+            partition: column::ints_at(&batch, 3)?,
+            offset: column::longs_at(&batch, 4)?,
+            day: column::ints_at(&batch, 5)?,
         };
         Ok(())
     }
@@ -275,11 +276,11 @@ impl Winners {
                 "bronze index delta has an unknown layout".into(),
             ));
         }
-        let ids = batch.column(0).as_string::<i32>();
-        let received = batch.column(1).as_primitive::<Int64Type>();
-        let partition = batch.column(2).as_primitive::<Int32Type>();
-        let offset = batch.column(3).as_primitive::<Int64Type>();
-        let day = batch.column(4).as_primitive::<Int32Type>();
+        let ids = column::strings_at(batch, 0)?;
+        let received = column::longs_at(batch, 1)?;
+        let partition = column::ints_at(batch, 2)?;
+        let offset = column::longs_at(batch, 3)?;
+        let day = column::ints_at(batch, 4)?;
         for i in 0..batch.num_rows() {
             self.overlay.insert(
                 key_of(ids.value(i)),

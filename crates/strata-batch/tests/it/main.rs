@@ -1,5 +1,6 @@
 mod config_change;
 mod crosscheck;
+mod formats;
 mod golden;
 mod harness;
 mod idempotency;

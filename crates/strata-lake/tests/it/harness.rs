@@ -69,10 +69,7 @@ impl Env {
     pub async fn count(&self, sql: &str) -> i64 {
         let engine = SqlEngine::open(&self.lake).await.unwrap();
         let batches = engine.query(sql).await.unwrap();
-        let column = batches[0].column(0);
-        column
-            .as_any()
-            .downcast_ref::<strata_lake::arrow::array::Int64Array>()
+        strata_lake::columns::longs_at(&batches[0], 0)
             .unwrap()
             .value(0)
     }

@@ -26,7 +26,10 @@ use crate::{Log, LogEntry, LogError, MAX_RECORD_BYTES, Offset, Result};
 pub use self::segment::{FRAME_HEADER_LEN, encode_frame};
 
 const META_FILE: &str = "strata-log.meta";
-const META_HEADER: &str = "strata-log v1";
+/// The version of the log's layout: this file, the segment framing and the
+/// consumers file. Bumped when any of them changes.
+pub(crate) const LOG_FORMAT: u32 = 1;
+const META_PREFIX: &str = "strata-log";
 const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,11 +396,20 @@ fn check_metadata(dir: &Path, partitions: u32, fsync: bool) -> Result<()> {
     let path = dir.join(META_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => {
+            let version = crate::format_version(text.lines().next(), META_PREFIX);
+            if let Some(found) = version.filter(|v| *v > LOG_FORMAT) {
+                return Err(LogError::NewerFormat {
+                    what: "the log",
+                    path: dir.to_path_buf(),
+                    found,
+                    known: LOG_FORMAT,
+                });
+            }
             let stored = text
                 .lines()
                 .find_map(|line| line.strip_prefix("partitions="))
                 .and_then(|n| n.trim().parse::<u32>().ok())
-                .filter(|_| text.lines().next() == Some(META_HEADER))
+                .filter(|_| version.is_some())
                 .ok_or_else(|| LogError::Corrupt {
                     path: path.clone(),
                     position: 0,
@@ -413,7 +425,7 @@ fn check_metadata(dir: &Path, partitions: u32, fsync: bool) -> Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let text = format!("{META_HEADER}\npartitions={partitions}\n");
+            let text = format!("{META_PREFIX} v{LOG_FORMAT}\npartitions={partitions}\n");
             write_atomically(dir, META_FILE, text.as_bytes(), fsync)
         }
         Err(e) => Err(io_error(&path)(e)),

@@ -9,11 +9,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{io_error, write_atomically};
+use super::{LOG_FORMAT, io_error, write_atomically};
 use crate::{LogError, Offset, Result};
 
 const FILE_NAME: &str = "consumers";
-const HEADER: &str = "strata-log consumers v1";
+const PREFIX: &str = "strata-log consumers";
 
 #[derive(Debug)]
 pub(crate) struct ConsumerPositions {
@@ -45,7 +45,16 @@ impl ConsumerPositions {
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let mut lines = text.lines();
-                if lines.next() != Some(HEADER) {
+                let version = crate::format_version(lines.next(), PREFIX);
+                if let Some(found) = version.filter(|v| *v > LOG_FORMAT) {
+                    return Err(LogError::NewerFormat {
+                        what: "the log's consumer positions",
+                        path,
+                        found,
+                        known: LOG_FORMAT,
+                    });
+                }
+                if version.is_none() {
                     tracing::warn!(
                         path = %path.display(),
                         "ignoring consumer positions file with unknown format"
@@ -138,7 +147,7 @@ impl ConsumerPositions {
     fn persist(&self) -> Result<()> {
         let mut consumers: Vec<(&String, &Vec<Offset>)> = self.positions.iter().collect();
         consumers.sort();
-        let mut text = format!("{HEADER}\n");
+        let mut text = format!("{PREFIX} v{LOG_FORMAT}\n");
         for (name, offsets) in consumers {
             for (partition, offset) in offsets.iter().enumerate() {
                 text.push_str(&format!("{partition}\t{offset}\t{name}\n"));

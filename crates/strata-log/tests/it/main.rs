@@ -1,6 +1,7 @@
 //! Integration tests for the embedded log, against real files in tempdirs.
 
 mod basic;
+mod formats;
 mod group_commit;
 mod properties;
 mod recovery;

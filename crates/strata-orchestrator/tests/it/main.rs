@@ -4,5 +4,6 @@
 
 mod batch;
 mod db;
+mod formats;
 mod scripted;
 mod suite;

@@ -19,11 +19,11 @@ use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::SaveMode;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use strata_lake::Lake;
 use strata_lake::schema::{ColumnType as T, TableDef, col as column};
+use strata_lake::{Lake, columns};
 
 use crate::checkpoint::CheckpointDir;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::operator::{Barrier, Batch, Context, Emitted, MinuteRow, Operator};
 
 /// Unpartitioned: a day is about 1,440 rows per event name, and every
@@ -76,25 +76,10 @@ impl DeltaSink {
         let batches = frame.collect().await?;
         let mut rows = Vec::new();
         for batch in batches {
-            let get = |name: &str| {
-                batch.column_by_name(name).cloned().ok_or_else(|| {
-                    Error::Lake(strata_lake::Error::Query(format!("no column {name}")))
-                })
-            };
-            let minute = get("minute")?;
-            let name = get("event_name")?;
-            let events = get("events")?;
-            let users = get("users")?;
-            let (Some(minute), Some(name), Some(events), Some(users)) = (
-                minute.as_any().downcast_ref::<TimestampMicrosecondArray>(),
-                name.as_any().downcast_ref::<StringArray>(),
-                events.as_any().downcast_ref::<Int64Array>(),
-                users.as_any().downcast_ref::<Int64Array>(),
-            ) else {
-                return Err(Error::Lake(strata_lake::Error::Query(
-                    "realtime.events_minute has unexpected column types".into(),
-                )));
-            };
+            let minute = columns::micros(&batch, "minute")?;
+            let name = columns::strings(&batch, "event_name")?;
+            let events = columns::longs(&batch, "events")?;
+            let users = columns::longs(&batch, "users")?;
             for i in 0..batch.num_rows() {
                 rows.push(MinuteRow {
                     minute: minute.value(i),

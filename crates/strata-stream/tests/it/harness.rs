@@ -96,18 +96,12 @@ impl Rig {
             .unwrap();
         let mut rows = Vec::new();
         for b in batches {
-            use deltalake::arrow::array::{Array, AsArray};
-            use deltalake::arrow::datatypes::Int64Type;
-            let m = b.column(0).as_primitive::<Int64Type>();
-            // DataFusion may hand strings back as views.
-            let name = deltalake::arrow::compute::cast(
-                b.column(1),
-                &deltalake::arrow::datatypes::DataType::Utf8,
-            )
-            .unwrap();
-            let name = name.as_string::<i32>();
-            let events = b.column(2).as_primitive::<Int64Type>();
-            let users = b.column(3).as_primitive::<Int64Type>();
+            use deltalake::arrow::array::Array;
+            use strata_lake::columns;
+            let m = columns::longs(&b, "m").unwrap();
+            let name = columns::strings(&b, "event_name").unwrap();
+            let events = columns::longs(&b, "events").unwrap();
+            let users = columns::longs(&b, "users").unwrap();
             for i in 0..b.num_rows() {
                 assert!(!m.is_null(i));
                 rows.push((

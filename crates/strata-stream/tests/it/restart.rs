@@ -147,6 +147,80 @@ async fn a_damaged_checkpoint_file_is_a_clear_error() {
     );
 }
 
+/// A checkpoint written by a later Strata is refused with one sentence and
+/// left as it was, rather than misread or overwritten.
+#[tokio::test]
+async fn a_checkpoint_of_a_newer_format_is_refused() {
+    let rig = Rig::new(1, config());
+    rig.append(0, &[event("a", "View", "p", T0, T0 + MIN)])
+        .await;
+    {
+        let mut p = rig.processor().await;
+        Rig::drain(&mut p).await;
+        p.checkpoint().await.unwrap();
+    }
+    let manifest = rig.dir.path().join("stream/checkpoint.json");
+    let newer = r#"{"version": 2, "layout": "something this release does not know"}"#;
+    std::fs::write(&manifest, newer).unwrap();
+    let log: std::sync::Arc<dyn strata_log::Log> = rig.log.clone();
+    let err = strata_stream::StreamProcessor::open(
+        &rig.config,
+        &rig.lake,
+        log,
+        rig.dir.path().join("stream"),
+    )
+    .await
+    .err()
+    .expect("a newer checkpoint must not load");
+    let text = err.to_string();
+    assert!(
+        text.contains("the stream checkpoint at ")
+            && text.contains("has format version 2, newer than version 1")
+            && text.contains("written by a later Strata release"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), newer);
+}
+
+/// A restart reads the minutes of the last day back from the table, in
+/// whatever Arrow layout DataFusion returns them (string views, zoned
+/// timestamps): the minutes closed before the stop are still shown.
+#[tokio::test]
+async fn a_restart_shows_the_recent_minutes_it_wrote_before() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let start = (now - 40 * MIN).div_euclid(MIN) * MIN;
+    let rig = Rig::new(1, config());
+    let events: Vec<BronzeEvent> = (0..30)
+        .map(|i| {
+            let ts = start + i * MIN;
+            event(
+                &format!("e{i}"),
+                "View",
+                &format!("p{}", i % 4),
+                ts,
+                ts + SEC,
+            )
+        })
+        .collect();
+    rig.append(0, &events).await;
+    {
+        let mut p = rig.processor().await;
+        Rig::drain(&mut p).await;
+        p.checkpoint().await.unwrap();
+    }
+    let p = rig.processor().await;
+    let report = crate::harness::report(&p, 60, now);
+    let shown: u64 = report
+        .series
+        .iter()
+        .filter(|s| s.event_name == "View")
+        .map(|s| s.events)
+        .sum();
+    assert_eq!(shown, 30, "{:?}", report.series);
+    // The first minute is long past the watermark and the lateness: final.
+    assert!(report.series.iter().any(|s| s.r#final && s.events == 1));
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

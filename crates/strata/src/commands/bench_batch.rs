@@ -248,17 +248,10 @@ pub async fn run(args: BenchBatchArgs) -> Result<()> {
 }
 
 async fn bronze_rows(lake: &Lake) -> Result<u64> {
-    use strata_lake::arrow::array::AsArray;
-    use strata_lake::arrow::datatypes::Int64Type;
     let engine = strata_lake::SqlEngine::open(lake).await?;
     let batches = engine.query("select count(*) from bronze.events").await?;
-    Ok(batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .and_then(|b| {
-            b.column(0)
-                .as_primitive_opt::<Int64Type>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0) as u64)
+    let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
+        return Ok(0);
+    };
+    Ok(strata_lake::columns::longs_at(batch, 0)?.value(0) as u64)
 }
