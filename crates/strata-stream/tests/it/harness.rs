@@ -68,6 +68,11 @@ impl Rig {
     }
 
     pub async fn processor(&self) -> StreamProcessor {
+        self.open_processor().await.unwrap()
+    }
+
+    /// Opens the processor on the rig's checkpoint dir, which may refuse.
+    pub async fn open_processor(&self) -> strata_stream::Result<StreamProcessor> {
         let log: Arc<dyn Log> = self.log.clone();
         StreamProcessor::open(
             &self.config,
@@ -76,7 +81,6 @@ impl Rig {
             self.dir.path().join("stream"),
         )
         .await
-        .unwrap()
     }
 
     /// Steps until the log has nothing more.

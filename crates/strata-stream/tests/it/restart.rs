@@ -130,16 +130,11 @@ async fn a_damaged_checkpoint_file_is_a_clear_error() {
     let last = bytes.len() - 5;
     bytes[last] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    let log: std::sync::Arc<dyn strata_log::Log> = rig.log.clone();
-    let err = strata_stream::StreamProcessor::open(
-        &rig.config,
-        &rig.lake,
-        log,
-        rig.dir.path().join("stream"),
-    )
-    .await
-    .err()
-    .expect("a damaged checkpoint must not load");
+    let err = rig
+        .open_processor()
+        .await
+        .err()
+        .expect("a damaged checkpoint must not load");
     let text = err.to_string();
     assert!(
         text.contains("checksum") && text.contains("dedup-"),
@@ -162,16 +157,11 @@ async fn a_checkpoint_of_a_newer_format_is_refused() {
     let manifest = rig.dir.path().join("stream/checkpoint.json");
     let newer = r#"{"version": 2, "layout": "something this release does not know"}"#;
     std::fs::write(&manifest, newer).unwrap();
-    let log: std::sync::Arc<dyn strata_log::Log> = rig.log.clone();
-    let err = strata_stream::StreamProcessor::open(
-        &rig.config,
-        &rig.lake,
-        log,
-        rig.dir.path().join("stream"),
-    )
-    .await
-    .err()
-    .expect("a newer checkpoint must not load");
+    let err = rig
+        .open_processor()
+        .await
+        .err()
+        .expect("a newer checkpoint must not load");
     let text = err.to_string();
     assert!(
         text.contains("the stream checkpoint at ")
