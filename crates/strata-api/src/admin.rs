@@ -122,14 +122,19 @@ pub async fn sql(
 ) -> Result<Json<SqlAnswer>> {
     authorize(&api, &headers)?;
     let b = body(request)?;
-    let engine = SqlEngine::open(&api.inner.lake).await?;
-    let batches = engine.query(&b.query).await?;
-    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let (columns, mut rows) = strata_lake::query::json_rows(&batches, MAX_SQL_ROWS + 1)?;
-    rows.truncate(MAX_SQL_ROWS);
+    let limits = &api.inner.config.sql;
+    let Ok(_slot) = api.inner.sql_slots.clone().try_acquire_owned() else {
+        return Err(Error::Busy(format!(
+            "{} queries are running, as many as sql.max_concurrent_queries allows; retry in a moment",
+            limits.max_concurrent_queries
+        )));
+    };
+    let engine = SqlEngine::open_with(&api.inner.lake, limits).await?;
+    let answer = engine.query_rows(&b.query, MAX_SQL_ROWS).await?;
+    let (columns, rows) = strata_lake::query::json_rows(&answer.batches, MAX_SQL_ROWS)?;
     Ok(Json(SqlAnswer {
         columns,
         rows,
-        truncated: total > MAX_SQL_ROWS,
+        truncated: answer.truncated,
     }))
 }

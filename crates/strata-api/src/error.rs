@@ -22,6 +22,13 @@ pub enum Error {
     /// The run store or a table cannot be read just now.
     #[error("{0}")]
     Unavailable(String),
+    /// A `Host` this server does not answer to (DNS rebinding).
+    #[error("{0}")]
+    MisdirectedHost(String),
+    /// Every SQL slot is taken; the client may retry after a second.
+    #[error("{0}")]
+    Busy(String),
+
     /// Boxed: Delta's errors are large.
     #[error(transparent)]
     Lake(Box<strata_lake::Error>),
@@ -63,6 +70,8 @@ impl Error {
             Error::MissingToken(_) | Error::WrongToken(_) => StatusCode::UNAUTHORIZED,
             Error::AdminDisabled(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Batch(e) if matches!(**e, strata_batch::Error::UnknownModel(..)) => {
                 StatusCode::BAD_REQUEST
             }
@@ -70,7 +79,10 @@ impl Error {
             Error::Lake(e)
                 if matches!(
                     **e,
-                    strata_lake::Error::NotReadOnly(_) | strata_lake::Error::Query(_)
+                    strata_lake::Error::NotReadOnly(_)
+                        | strata_lake::Error::Query(_)
+                        | strata_lake::Error::QueryTooLarge(_)
+                        | strata_lake::Error::QueryTimeout(_)
                 ) =>
             {
                 StatusCode::BAD_REQUEST
@@ -91,6 +103,11 @@ impl IntoResponse for Error {
             Json(serde_json::json!({ "error": self.to_string() })),
         )
             .into_response();
+        if matches!(self, Error::Busy(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, Error::MissingToken(_)) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

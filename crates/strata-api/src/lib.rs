@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 pub mod dashboard;
 mod error;
+pub mod hosts;
 pub mod panels;
 pub mod range;
 mod routes;
@@ -44,6 +45,8 @@ struct Inner {
     sessions: Cached<sessions::Sessions>,
     quarantine: Cached<pipeline::Quarantine>,
     tables: pipeline::Tables,
+    /// `POST /api/sql` calls running at once (`sql.max_concurrent_queries`).
+    sql_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds an [`Api`]: the run store and the realtime view are there only
@@ -77,6 +80,9 @@ impl ApiBuilder {
 
     pub fn build(self) -> Api {
         let lake = Lake::new(self.config.lake_dir());
+        let sql_slots = Arc::new(tokio::sync::Semaphore::new(
+            self.config.sql.max_concurrent_queries,
+        ));
         Api {
             inner: Arc::new(Inner {
                 lake,
@@ -90,6 +96,7 @@ impl ApiBuilder {
                 sessions: Cached::default(),
                 quarantine: Cached::default(),
                 tables: pipeline::Tables::default(),
+                sql_slots,
             }),
         }
     }

@@ -27,6 +27,8 @@ pub fn router(api: Api) -> Router {
             }),
         ),
     };
+    let hosts =
+        crate::hosts::AllowedHosts::new(&api.inner.config.allowed_hosts, &api.inner.config.listen);
     Router::new()
         .route("/api/active-users", get(active_users))
         .route("/api/retention", get(retention))
@@ -40,6 +42,10 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
         .merge(realtime)
         .merge(dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            hosts,
+            crate::hosts::check,
+        ))
 }
 
 /// The range asked for, its open ends anchored at the newest date that has

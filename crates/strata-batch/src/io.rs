@@ -179,6 +179,7 @@ impl LakeIo {
         let batches = conform(def, batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let predicate = on_date(column, day);
+        tracing::debug!(target: strata_core::PHASE, table = %def.qualified_name(), "partition_commit");
         retry_conflicts(def, || async {
             let table = self.lake.open_or_create(def).await?;
             table

@@ -115,10 +115,8 @@ async fn handle_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    // Bounded work in flight is what keeps memory bounded under overload.
-    let Ok(_permit) = collector.inner.inflight.clone().try_acquire_owned() else {
-        return overloaded("too many requests in flight");
-    };
+    // The header key is checked before a permit is taken, so requests with a
+    // wrong key cannot crowd out the ones with a right one.
     let header_source = match basic_key(headers) {
         HeaderKey::Present(key) => match collector.source_for_key(&key) {
             Some(source) => Some(source.to_string()),
@@ -127,9 +125,21 @@ async fn handle_inner(
         HeaderKey::Malformed => return unauthorized("malformed Authorization header"),
         HeaderKey::Absent => None,
     };
+    // Bounded work in flight is what keeps memory bounded under overload.
+    let Ok(_permit) = collector.inner.inflight.clone().try_acquire_owned() else {
+        return overloaded("too many requests in flight");
+    };
     let limit = collector.inner.limits.max_request_bytes;
     let received_at = Utc::now();
-    let raw = match read_limited(headers, body, limit).await {
+    // A client slower than this gives its permit back.
+    let read_timeout = collector.inner.limits.body_read_timeout;
+    let read = tokio::time::timeout(read_timeout, read_limited(headers, body, limit)).await;
+    let Ok(read) = read else {
+        metrics::counter!("strata_collector_body_timeouts_total").increment(1);
+        let detail = format!("the request body did not arrive within {read_timeout:?}");
+        return error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", &detail);
+    };
+    let raw = match read {
         Ok(raw) => raw,
         Err(BodyError::Io(message)) => {
             return error_response(StatusCode::BAD_REQUEST, "body_read_failed", &message);
@@ -223,7 +233,15 @@ async fn handle_inner(
     };
 
     let partitions = collector.inner.log.partition_count();
-    let max_message = collector.inner.limits.max_message_bytes;
+    let limits = &collector.inner.limits;
+    let mut checks = Checks {
+        max_message: limits.max_message_bytes,
+        context_bytes: 0,
+        oldest_event_ts: received_at
+            .timestamp_micros()
+            .saturating_sub(i64::try_from(limits.max_event_age.as_micros()).unwrap_or(i64::MAX)),
+        max_age: limits.max_event_age,
+    };
     let mut pending = Pending::new(partitions);
     match body {
         Payload::Single(event_type, _) => {
@@ -235,9 +253,34 @@ async fn handle_inner(
                 batch_sent_at: None,
             };
             let text = text.unwrap_or_default();
-            check_and_normalize(&mut pending, &envelope, text, max_message);
+            check_and_normalize(&mut pending, &envelope, text, &checks);
         }
         Payload::Batch(batch) => {
+            // The batch context is copied into every message: count each
+            // copy, or a 400 KB context in a thousand messages would cost
+            // 400 MB from one request of the allowed size.
+            checks.context_bytes = batch.context.as_ref().map_or(0, context_len);
+            let expanded = batch
+                .batch
+                .iter()
+                .map(|item| item.get().len() + checks.context_bytes)
+                .sum::<usize>();
+            if checks.context_bytes > 0 && expanded > limit {
+                let detail = format!(
+                    "request body exceeds {limit} bytes once the batch context is merged into each of its {} messages ({expanded} bytes)",
+                    batch.batch.len()
+                );
+                let kept = String::from_utf8_lossy(&raw[..raw.len().min(limit)]).into_owned();
+                return reject_request(
+                    collector,
+                    &source,
+                    kept,
+                    received_at,
+                    RejectReason::RequestTooLarge,
+                    &detail,
+                )
+                .await;
+            }
             let envelope = Envelope {
                 received_at,
                 source: &source,
@@ -246,7 +289,7 @@ async fn handle_inner(
                 batch_sent_at: batch.sent_at,
             };
             for item in &batch.batch {
-                check_and_normalize(&mut pending, &envelope, item.get(), max_message);
+                check_and_normalize(&mut pending, &envelope, item.get(), &checks);
             }
         }
     }
@@ -279,14 +322,36 @@ fn not_an_object(text: &str) -> serde_json::Error {
     }
 }
 
+/// What every message of a request is held to besides normalisation.
+struct Checks {
+    max_message: usize,
+    /// Bytes of the batch context merged into each message.
+    context_bytes: usize,
+    /// `event_ts` below this (micros) is too old to be believed.
+    oldest_event_ts: i64,
+    max_age: std::time::Duration,
+}
+
+fn context_len(context: &Map<String, Value>) -> usize {
+    serde_json::to_string(context).map_or(0, |text| text.len())
+}
+
 fn check_and_normalize(
     pending: &mut Pending,
     envelope: &Envelope<'_>,
     message: &str,
-    max_message: usize,
+    checks: &Checks,
 ) {
-    if message.len() > max_message {
-        let detail = format!("message exceeds {max_message} bytes");
+    let max_message = checks.max_message;
+    if message.len() + checks.context_bytes > max_message {
+        let detail = if checks.context_bytes > 0 && message.len() <= max_message {
+            format!(
+                "message exceeds {max_message} bytes with the batch context ({} bytes) merged in",
+                checks.context_bytes
+            )
+        } else {
+            format!("message exceeds {max_message} bytes")
+        };
         reject_message(
             pending,
             envelope,
@@ -297,6 +362,21 @@ fn check_and_normalize(
         return;
     }
     match normalize(message, envelope) {
+        Ok(event) if event.event_ts < checks.oldest_event_ts => {
+            let when = chrono::DateTime::from_timestamp_micros(event.event_ts)
+                .map_or_else(|| event.event_ts.to_string(), |t| t.to_rfc3339());
+            let detail = format!(
+                "event_ts {when} is more than {} days before received_at",
+                checks.max_age.as_secs() / 86_400
+            );
+            reject_message(
+                pending,
+                envelope,
+                message.as_bytes(),
+                RejectReason::EventTsTooOld,
+                detail,
+            )
+        }
         Ok(event) => {
             let partition = pending.partition(person_key(&event));
             pending.push(partition, &LogRecord::Event(event));
@@ -377,6 +457,13 @@ async fn append_all(collector: &Collector, per_partition: Vec<Vec<Bytes>>) -> Re
         .map(|(partition, records)| log.append(partition as u32, records));
     for result in futures::future::join_all(appends).await {
         if let Err(e) = result {
+            if e.is_disk_full() {
+                metrics::counter!("strata_collector_disk_full_total").increment(1);
+                return Err(unavailable(
+                    "disk_full",
+                    "the log's disk is full; this request was not acknowledged, retry later",
+                ));
+            }
             tracing::error!(error = %e, "log append failed");
             return Err(overloaded("the log cannot take writes right now"));
         }
@@ -402,7 +489,12 @@ fn unauthorized(message: &str) -> Response {
 }
 
 fn overloaded(message: &str) -> Response {
-    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
+    unavailable("overloaded", message)
+}
+
+/// `503` with `Retry-After`: the client should try again.
+fn unavailable(error: &str, message: &str) -> Response {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, error, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -7,6 +7,7 @@ mod body;
 mod ingest;
 pub mod prometheus;
 mod routes;
+mod serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use strata_log::Log;
 use tokio::sync::Semaphore;
 
 pub use routes::router;
+pub use serve::serve;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]

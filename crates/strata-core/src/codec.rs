@@ -10,7 +10,8 @@ use crate::event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectRe
 const EVENT_V1: u8 = 1;
 const QUARANTINE_V1: u8 = 2;
 
-const REASONS: [RejectReason; 8] = [
+// Append only: a reason's position is its byte in the log.
+const REASONS: [RejectReason; 9] = [
     RejectReason::InvalidJson,
     RejectReason::NotSegmentPayload,
     RejectReason::RequestTooLarge,
@@ -19,6 +20,7 @@ const REASONS: [RejectReason; 8] = [
     RejectReason::UnknownType,
     RejectReason::MissingEvent,
     RejectReason::InvalidField,
+    RejectReason::EventTsTooOld,
 ];
 
 pub fn encode(record: &LogRecord) -> Vec<u8> {

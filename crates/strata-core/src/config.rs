@@ -15,6 +15,10 @@ pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
+    /// `Host` header values the dashboard and `/api/*` answer to, against
+    /// DNS rebinding (`name` or `name:port`, `*.suffix` for subdomains).
+    /// Empty: loopback names when `listen` is a loopback address, else any.
+    pub allowed_hosts: Vec<String>,
     pub sources: Vec<SourceConfig>,
     pub funnels: Vec<FunnelConfig>,
     pub experiments: ExperimentsConfig,
@@ -23,6 +27,7 @@ pub struct Config {
     pub log: LogConfig,
     pub loader: LoaderConfig,
     pub stream: StreamConfig,
+    pub sql: SqlConfig,
 }
 
 impl Default for Config {
@@ -31,6 +36,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./strata-data"),
             admin_token: None,
+            allowed_hosts: Vec::new(),
             sources: Vec::new(),
             funnels: Vec::new(),
             experiments: ExperimentsConfig::default(),
@@ -39,6 +45,7 @@ impl Default for Config {
             log: LogConfig::default(),
             loader: LoaderConfig::default(),
             stream: StreamConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }
@@ -152,6 +159,19 @@ pub struct CollectorConfig {
     /// collector answers 503 so memory stays bounded (at most this many
     /// request bodies of `max_request_bytes`).
     pub max_inflight_requests: usize,
+    /// A client that has not sent its whole request head by then is
+    /// disconnected, so slow clients cannot hold connections open.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_read_timeout: Duration,
+    /// A client that has not sent its whole body by then gets `408` and
+    /// gives its admission permit back.
+    #[serde(deserialize_with = "de_duration")]
+    pub body_read_timeout: Duration,
+    /// Events older than this (by `event_ts`, against `received_at`) are
+    /// quarantined as `event_ts_too_old`: one event from year 0 would
+    /// otherwise make every daily model build one partition per day since.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_event_age: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -160,6 +180,35 @@ impl Default for CollectorConfig {
             max_message_bytes: 32 * 1024,
             max_request_bytes: 500 * 1024,
             max_inflight_requests: 512,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_event_age: Duration::from_secs(1826 * 24 * 3600),
+        }
+    }
+}
+
+/// Limits on `strata sql` and `POST /api/sql`, so one runaway query cannot
+/// take the server's memory or all of its cores.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// A query running longer is cancelled with an error.
+    #[serde(deserialize_with = "de_duration")]
+    pub statement_timeout: Duration,
+    /// Memory one query may hold for sorts, joins and aggregations, e.g.
+    /// `"512MiB"`; beyond it the query fails with an error naming the limit.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_memory: usize,
+    /// Queries running at once; more are answered `503` with `Retry-After`.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self {
+            statement_timeout: Duration::from_secs(30),
+            max_query_memory: 512 * 1024 * 1024,
+            max_concurrent_queries: 4,
         }
     }
 }
@@ -187,6 +236,10 @@ pub struct LoaderConfig {
     #[serde(deserialize_with = "de_duration")]
     pub flush_interval: Duration,
     pub max_batch_records: usize,
+    /// ... or this many bytes of log records, whichever comes first: what
+    /// bounds the loader's memory whatever the size of the events.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_batch_bytes: usize,
     /// Compact the small files of recent partitions after this many commits.
     pub optimize_every_commits: u64,
 }
@@ -196,6 +249,7 @@ impl Default for LoaderConfig {
         Self {
             flush_interval: Duration::from_secs(2),
             max_batch_records: 100_000,
+            max_batch_bytes: 32 * 1024 * 1024,
             optimize_every_commits: 50,
         }
     }
@@ -254,6 +308,44 @@ fn de_duration_map<'de, D: Deserializer<'de>>(
         .into_iter()
         .map(|(k, v)| Ok((k, parse_duration(&v).map_err(serde::de::Error::custom)?)))
         .collect()
+}
+
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(text) => parse_bytes(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses sizes such as `"512MiB"`, `"2GB"`, `"64k"` or `"1000"` (bytes).
+pub fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: usize = digits.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected a number of bytes such as \"512MiB\"")
+    })?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        other => return Err(format!("invalid size {text:?}: unknown unit {other:?}")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// Parses durations such as `"24h"`, `"7d"`, `"5m"`, `"90s"`.
@@ -336,6 +428,24 @@ impl Config {
         if self.collector.max_message_bytes > self.collector.max_request_bytes {
             return Err(Error::ConfigInvalid(
                 "collector.max_message_bytes must not exceed collector.max_request_bytes".into(),
+            ));
+        }
+        let c = &self.collector;
+        if c.header_read_timeout.is_zero()
+            || c.body_read_timeout.is_zero()
+            || c.max_event_age.is_zero()
+        {
+            return Err(Error::ConfigInvalid(
+                "collector.header_read_timeout, body_read_timeout and max_event_age must be greater than zero".into(),
+            ));
+        }
+        let q = &self.sql;
+        if q.statement_timeout.is_zero()
+            || q.max_concurrent_queries == 0
+            || q.max_query_memory < 1 << 20
+        {
+            return Err(Error::ConfigInvalid(
+                "sql.statement_timeout and max_concurrent_queries must be above zero and sql.max_query_memory at least 1MiB".into(),
             ));
         }
         if self.stream.dedup_ttl < self.stream.allowed_lateness {

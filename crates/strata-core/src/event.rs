@@ -89,6 +89,7 @@ pub enum RejectReason {
     UnknownType,
     MissingEvent,
     InvalidField,
+    EventTsTooOld,
 }
 
 impl RejectReason {
@@ -102,6 +103,7 @@ impl RejectReason {
             RejectReason::UnknownType => "unknown_type",
             RejectReason::MissingEvent => "missing_event",
             RejectReason::InvalidField => "invalid_field",
+            RejectReason::EventTsTooOld => "event_ts_too_old",
         }
     }
 }

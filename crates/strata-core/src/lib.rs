@@ -11,3 +11,9 @@ pub mod normalize;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectReason};
+
+/// The tracing target of the lines that mark the start of a durable step
+/// (`bronze_commit`, `stream_checkpoint`, `partition_commit`, `compaction`):
+/// `STRATA_LOG=strata::phase=debug` shows them, and `strata bench chaos`
+/// kills the server on them.
+pub const PHASE: &str = "strata::phase";

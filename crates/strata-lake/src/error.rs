@@ -16,6 +16,12 @@ pub enum Error {
     Column { column: String, detail: String },
     #[error("only read-only queries are allowed: {0}")]
     NotReadOnly(String),
+    /// Over `sql.max_query_memory`.
+    #[error("{0}")]
+    QueryTooLarge(String),
+    /// Over `sql.statement_timeout`.
+    #[error("{0}")]
+    QueryTimeout(String),
     #[error("log: {0}")]
     Log(#[from] strata_log::LogError),
     #[error("io error on {path}: {source}")]

@@ -8,6 +8,7 @@ mod error;
 pub mod query;
 pub mod schema;
 pub mod table;
+mod yielding;
 
 pub use error::{Error, Result};
 pub use query::{OutputFormat, SqlEngine};

@@ -1,17 +1,24 @@
 //! Read-only SQL (DataFusion dialect) over every table, named `layer.table`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::arrow::util::pretty::pretty_format_batches;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use strata_core::config::SqlConfig;
 
 use crate::error::{Error, Result};
 use crate::table::Lake;
+use crate::yielding::YieldEverywhere;
 
 pub const LAYERS: [&str; 4] = ["bronze", "silver", "gold", "realtime"];
 
@@ -25,12 +32,41 @@ pub enum OutputFormat {
 pub struct SqlEngine {
     ctx: SessionContext,
     tables: Vec<String>,
+    limits: SqlConfig,
+}
+
+/// A query's answer: its batches, and whether rows beyond the asked-for
+/// number were left unread.
+pub struct Answer {
+    pub batches: Vec<RecordBatch>,
+    pub truncated: bool,
 }
 
 impl SqlEngine {
-    /// Registers every Delta table found under the lake root.
+    /// Registers every Delta table found under the lake root, with the
+    /// default limits of `[sql]`.
     pub async fn open(lake: &Lake) -> Result<Self> {
-        let ctx = SessionContext::new();
+        Self::open_with(lake, &SqlConfig::default()).await
+    }
+
+    /// Registers every Delta table found under the lake root. Each engine
+    /// has its own memory pool of `limits.max_query_memory`, so one engine
+    /// per query bounds each query; nothing spills to disk, where a
+    /// runaway query would fill the disk the log lives on.
+    pub async fn open_with(lake: &Lake, limits: &SqlConfig) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.max_query_memory, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new())
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Query("default catalog missing".into()))?;
@@ -65,15 +101,75 @@ impl SqlEngine {
                 tables.push(format!("{layer}.{name}"));
             }
         }
-        Ok(Self { ctx, tables })
+        Ok(Self {
+            ctx,
+            tables,
+            limits: limits.clone(),
+        })
     }
 
     pub fn tables(&self) -> &[String] {
         &self.tables
     }
 
-    /// Runs one read-only statement; DDL, DML and `SET` are refused.
+    /// Runs one read-only statement and returns every row; DDL, DML and
+    /// `SET` are refused.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.query_rows(sql, usize::MAX).await?.batches)
+    }
+
+    /// Runs one read-only statement and reads at most `max_rows` rows of
+    /// its answer. The statement timeout and the memory limit hold for the
+    /// whole of it, the rows held as the answer included.
+    pub async fn query_rows(&self, sql: &str, max_rows: usize) -> Result<Answer> {
+        let timeout = self.limits.statement_timeout;
+        let run = Run {
+            ctx: self.ctx.clone(),
+            max_memory: self.limits.max_query_memory,
+        };
+        let sql = sql.to_string();
+        // A plan can compute for seconds without yielding; on its own
+        // runtime it cannot hold up the threads that answer HTTP, and the
+        // timeout below fires on time.
+        let task = sql_runtime().spawn(async move { run.answer(&sql, max_rows).await });
+        let abort = task.abort_handle();
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(Error::Query(format!("the query stopped: {e}"))),
+            Err(_) => {
+                // Dropping the plan at its next yield stops all its tasks.
+                abort.abort();
+                Err(Error::QueryTimeout(format!(
+                    "the query was cancelled after {} (sql.statement_timeout)",
+                    humantime::format_duration(timeout)
+                )))
+            }
+        }
+    }
+}
+
+/// The runtime every query runs on, one worker per core.
+fn sql_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("strata-sql")
+            .enable_all()
+            .build()
+            .expect("the SQL runtime starts")
+    })
+}
+
+/// One query's execution, owned so it can move to the SQL runtime.
+struct Run {
+    ctx: SessionContext,
+    max_memory: usize,
+}
+
+impl Run {
+    async fn answer(&self, sql: &str, max_rows: usize) -> Result<Answer> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -88,7 +184,54 @@ impl SqlEngine {
                 Error::Query(text)
             }
         })?;
-        Ok(frame.collect().await?)
+        let mut stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.query_error(e))?;
+            if rows >= max_rows {
+                return Ok(Answer {
+                    batches,
+                    truncated: true,
+                });
+            }
+            let room = max_rows - rows;
+            let cut = batch.num_rows() > room;
+            let batch = batch.slice(0, batch.num_rows().min(room));
+            rows += batch.num_rows();
+            // The answer is held in memory too, outside DataFusion's pool.
+            bytes += batch.get_array_memory_size();
+            if bytes > self.max_memory {
+                return Err(self.too_large("its answer"));
+            }
+            batches.push(batch);
+            if cut {
+                return Ok(Answer {
+                    batches,
+                    truncated: true,
+                });
+            }
+        }
+        Ok(Answer {
+            batches,
+            truncated: false,
+        })
+    }
+
+    fn query_error(&self, e: DataFusionError) -> Error {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => self.too_large("its work"),
+            _ => Error::Query(e.to_string()),
+        }
+    }
+
+    fn too_large(&self, what: &str) -> Error {
+        Error::QueryTooLarge(format!(
+            "the query needs more memory for {what} than sql.max_query_memory ({} MiB); add a LIMIT, filter or aggregate",
+            self.max_memory >> 20
+        ))
     }
 }
 

@@ -96,6 +96,12 @@ pub enum LogError {
          reopen the log to recover"
     )]
     WriterFailed { partition: u32, reason: String },
+    /// Nothing of the append was acknowledged; appends resume once space
+    /// is freed.
+    #[error(
+        "the log's disk is full, so partition {partition} took nothing of this append ({reason})"
+    )]
+    DiskFull { partition: u32, reason: String },
     #[error("the log is closed")]
     Closed,
     /// Written by a later Strata: the same sentence as `strata_core::format`
@@ -111,6 +117,26 @@ pub enum LogError {
         found: u32,
         known: u32,
     },
+}
+
+impl LogError {
+    /// The disk (or the user's quota) is full: a condition that passes, so
+    /// the caller may answer "try again later" instead of failing.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            LogError::DiskFull { .. } => true,
+            LogError::Io { source, .. } => is_disk_full_io(source),
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub fn is_disk_full_io(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Reads the version of a file whose first line is `{prefix} v{N}`.

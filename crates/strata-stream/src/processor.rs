@@ -201,6 +201,7 @@ impl StreamProcessor {
     /// Commits the sink and the manifest for the current positions. A
     /// failure leaves the previous checkpoint in force.
     pub async fn checkpoint(&mut self) -> Result<()> {
+        tracing::debug!(target: strata_core::PHASE, "stream_checkpoint");
         let now = now_micros();
         let mut ctx = Context {
             now,

@@ -182,6 +182,32 @@ pub enum BenchCommand {
     /// Latency of every dashboard endpoint against a `strata serve` child on
     /// a data dir with gold tables (`--data-dir`).
     Api(BenchApiArgs),
+    /// Restarts and crashes with every role running and traffic flowing:
+    /// SIGTERM and kill -9 at chosen moments, then checks that nothing was
+    /// lost or doubled and that every table equals a clean rebuild.
+    Chaos(BenchChaosArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchChaosArgs {
+    /// Clean stops (SIGTERM, then a restart).
+    #[arg(long, default_value_t = 10)]
+    pub sigterms: usize,
+    /// Crashes (kill -9, then a restart), spread over ingest, bronze commits,
+    /// stream checkpoints, partition commits of scheduled runs and compactions.
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// Simulated shoppers whose history is replayed during the cycles.
+    #[arg(long, default_value_t = 300)]
+    pub users: u32,
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Keep the data dirs here (default: a temporary directory, removed
+    /// when every check passed).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

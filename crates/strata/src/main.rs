@@ -50,6 +50,7 @@ fn main() {
             Command::Bench(BenchCommand::Stream(args)) => {
                 commands::bench_stream::run(&cli.global, args).await
             }
+            Command::Bench(BenchCommand::Chaos(args)) => commands::bench_chaos::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -63,6 +63,12 @@ fn stored_or_new_key(data_dir: &Path) -> Result<String> {
     if let Ok(key) = std::fs::read_to_string(&path) {
         let key = key.trim().to_string();
         if !key.is_empty() {
+            // Data dirs of earlier releases kept the key world-readable.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
             return Ok(key);
         }
     }
@@ -73,9 +79,27 @@ fn stored_or_new_key(data_dir: &Path) -> Result<String> {
         ))
     })?;
     let key = format!("wk_{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(&path, &key)
+    write_private(&path, &key)
         .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
     Ok(key)
+}
+
+/// Writes a secret readable by its owner only, whole or not at all: the
+/// file appears by rename, so a crash never leaves half a key behind.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    // A tmp file left by an older run may have had wider permissions.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Opens the log with the consumers that hold back its retention: the
@@ -184,15 +208,15 @@ impl Server {
             let app =
                 strata_collector::router(collector.clone()).merge(strata_api::router(api.build()));
             let mut http_stop = stop_rx.clone();
+            let header_read_timeout = config.collector.header_read_timeout;
             http = Some((
                 collector.clone(),
                 tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = http_stop.wait_for(|stop| *stop).await;
-                            collector.set_ready(false);
-                        })
-                        .await
+                    let stopped = async move {
+                        let _ = http_stop.wait_for(|stop| *stop).await;
+                        collector.set_ready(false);
+                    };
+                    strata_collector::serve(listener, app, header_read_timeout, stopped).await
                 }),
             ));
         }

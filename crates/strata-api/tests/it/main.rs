@@ -4,6 +4,8 @@
 
 mod admin;
 mod dashboard;
+mod hosts;
 mod pipeline;
 mod products;
+mod sql_limits;
 mod support;

@@ -64,12 +64,22 @@ impl Served {
 /// A data dir whose lake `fill` writes into, served by the API (with the
 /// admin token when `admin`).
 pub async fn serve(admin: bool, fill: impl AsyncFnOnce(&Lake)) -> Served {
+    serve_configured(admin, |_| {}, fill).await
+}
+
+/// As [`serve`], with the config changed by `configure` first.
+pub async fn serve_configured(
+    admin: bool,
+    configure: impl FnOnce(&mut Config),
+    fill: impl AsyncFnOnce(&Lake),
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         admin_token: admin.then(|| TOKEN.to_owned()),
         ..Config::default()
     };
+    configure(&mut config);
     let lake = Lake::new(config.lake_dir());
     fill(&lake).await;
     let store = RunStore::for_data_dir(dir.path(), None).await.unwrap();

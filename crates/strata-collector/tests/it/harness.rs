@@ -9,6 +9,8 @@ pub const KEY: &str = "wk_test";
 
 pub struct Harness {
     pub base: String,
+    /// `host:port` of the listener, for raw TCP clients.
+    pub addr: String,
     pub log: Arc<EmbeddedLog>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -20,11 +22,15 @@ impl Harness {
     }
 
     pub async fn with_limits(limits: CollectorConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::in_dir(tempfile::tempdir().unwrap(), 3, limits).await
+    }
+
+    /// A collector whose log of `partitions` lives in `dir`.
+    pub async fn in_dir(dir: tempfile::TempDir, partitions: u32, limits: CollectorConfig) -> Self {
         let log = EmbeddedLog::open(
             dir.path().join("log"),
             EmbeddedLogConfig {
-                partitions: 3,
+                partitions,
                 ..EmbeddedLogConfig::default()
             },
         )
@@ -33,16 +39,19 @@ impl Harness {
             name: "web".into(),
             write_key: KEY.into(),
         }];
+        let header_read_timeout = limits.header_read_timeout;
         let collector = Collector::new(&sources, log.clone(), limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, strata_collector::router(collector))
+            let app = strata_collector::router(collector);
+            strata_collector::serve(listener, app, header_read_timeout, std::future::pending())
                 .await
                 .unwrap();
         });
         Self {
             base: format!("http://{addr}"),
+            addr: addr.to_string(),
             log,
             client: reqwest::Client::new(),
             _dir: dir,

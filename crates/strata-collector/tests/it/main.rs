@@ -4,3 +4,5 @@ mod harness;
 mod hostile;
 mod ingest;
 mod limits;
+mod slow_and_old;
+mod small_disk;

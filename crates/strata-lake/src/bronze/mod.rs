@@ -33,6 +33,8 @@ pub use rows::{Decoded, Rows};
 /// The name under which the loader reports its progress to the log.
 pub const CONSUMER: &str = "bronze";
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Log records decoded and converted to Arrow at a time.
+const CONVERT_ROWS: usize = 16 * 1024;
 const OPTIMIZE_TARGET_BYTES: u64 = 128 * 1024 * 1024;
 
 fn app_id(partition: u32) -> String {
@@ -94,7 +96,7 @@ impl Sink {
 
     async fn append(
         &mut self,
-        batch: deltalake::arrow::record_batch::RecordBatch,
+        batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
         ends: &BTreeMap<u32, u64>,
     ) -> Result<()> {
         let txns = ends
@@ -104,7 +106,7 @@ impl Sink {
         let table = self
             .table
             .clone()
-            .write(vec![batch])
+            .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
             .await
@@ -185,9 +187,20 @@ impl BronzeLoader {
 
     /// Reads what the log has beyond the cursor, up to `max_records`.
     pub async fn read_available(&mut self, max_records: usize) -> Result<Vec<LogEntry>> {
+        self.read_limited(max_records, usize::MAX).await
+    }
+
+    /// Reads what the log has beyond the cursor, up to `max_records` or
+    /// about `max_bytes` of records (one read chunk more at most).
+    pub async fn read_limited(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>> {
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for partition in 0..self.log.partition_count() {
-            while entries.len() < max_records {
+            while entries.len() < max_records && bytes < max_bytes {
                 let from = self.cursor[partition as usize];
                 let chunk = match self.log.read(partition, from, READ_CHUNK_BYTES).await {
                     Ok(chunk) => chunk,
@@ -201,6 +214,7 @@ impl BronzeLoader {
                 };
                 let Some(last) = chunk.last() else { break };
                 self.cursor[partition as usize] = last.offset + 1;
+                bytes += chunk.iter().map(|e| e.payload.len()).sum::<usize>();
                 entries.extend(chunk);
             }
         }
@@ -217,39 +231,47 @@ impl BronzeLoader {
         self.quarantine.refresh().await?;
 
         let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut rows = Rows::default();
-        let mut skipped = 0;
-        for entry in &entries {
-            let p = entry.partition as usize;
-            let end = ends.entry(entry.partition).or_insert(0);
-            *end = (*end).max(entry.offset + 1);
-            match rows::decode(entry) {
-                Decoded::Event(event) if entry.offset >= self.events.committed[p] => {
-                    rows.push_event(entry.partition, entry.offset, event)
+        let mut stats = LoadStats::default();
+        let (mut events, mut quarantine) = (Vec::new(), Vec::new());
+        // Decoded rows are a third copy of the batch: hold one chunk of them
+        // at a time, next to the log records and the Arrow arrays.
+        for chunk in entries.chunks(CONVERT_ROWS) {
+            let mut rows = Rows::default();
+            for entry in chunk {
+                let p = entry.partition as usize;
+                let end = ends.entry(entry.partition).or_insert(0);
+                *end = (*end).max(entry.offset + 1);
+                match rows::decode(entry) {
+                    Decoded::Event(event) if entry.offset >= self.events.committed[p] => {
+                        rows.push_event(entry.partition, entry.offset, event)
+                    }
+                    Decoded::Quarantine(record) if entry.offset >= self.quarantine.committed[p] => {
+                        rows.push_quarantine(entry.partition, entry.offset, record)
+                    }
+                    _ => stats.skipped += 1,
                 }
-                Decoded::Quarantine(record) if entry.offset >= self.quarantine.committed[p] => {
-                    rows.push_quarantine(entry.partition, entry.offset, record)
-                }
-                _ => skipped += 1,
+            }
+            stats.events += rows.event_count();
+            stats.quarantined += rows.quarantine_count();
+            if rows.event_count() > 0 {
+                events.push(rows.events_batch()?);
+            }
+            if rows.quarantine_count() > 0 {
+                quarantine.push(rows.quarantine_batch()?);
             }
         }
+        drop(entries);
 
-        let stats = LoadStats {
-            events: rows.event_count(),
-            quarantined: rows.quarantine_count(),
-            skipped,
-        };
         let started = Instant::now();
+        tracing::debug!(target: strata_core::PHASE, "bronze_commit");
         if stats.events > 0 {
             let ends = advancing(&ends, &self.events.committed);
-            self.events.append(rows.events_batch()?, &ends).await?;
+            self.events.append(events, &ends).await?;
             self.commits_since_optimize += 1;
         }
         if stats.quarantined > 0 {
             let ends = advancing(&ends, &self.quarantine.committed);
-            self.quarantine
-                .append(rows.quarantine_batch()?, &ends)
-                .await?;
+            self.quarantine.append(quarantine, &ends).await?;
         }
         metrics::histogram!("strata_bronze_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("strata_bronze_rows_total", "table" => "events")
@@ -282,6 +304,7 @@ impl BronzeLoader {
 
     /// Rewrites the small files of the last two ingest dates into large ones.
     pub async fn optimize(&mut self) -> Result<()> {
+        tracing::debug!(target: strata_core::PHASE, "compaction");
         let since = (chrono::Utc::now() - chrono::Duration::days(1))
             .date_naive()
             .to_string();
@@ -296,7 +319,9 @@ impl BronzeLoader {
     pub async fn catch_up(&mut self) -> Result<LoadStats> {
         let mut total = LoadStats::default();
         loop {
-            let entries = self.read_available(self.config.max_batch_records).await?;
+            let entries = self
+                .read_limited(self.config.max_batch_records, self.config.max_batch_bytes)
+                .await?;
             if entries.is_empty() {
                 return Ok(total);
             }
@@ -315,19 +340,27 @@ impl BronzeLoader {
         let mut batch_started: Option<Instant> = None;
         let interval = self.config.flush_interval;
         let max = self.config.max_batch_records.max(1);
+        let max_bytes = self.config.max_batch_bytes.max(1);
+        let mut pending_bytes = 0usize;
         loop {
             let stopping = *shutdown.borrow();
             let fresh = self
-                .read_available(max.saturating_sub(pending.len()))
+                .read_limited(
+                    max.saturating_sub(pending.len()),
+                    max_bytes.saturating_sub(pending_bytes),
+                )
                 .await?;
             if !fresh.is_empty() {
                 batch_started.get_or_insert_with(Instant::now);
+                pending_bytes += fresh.iter().map(|e| e.payload.len()).sum::<usize>();
                 pending.extend(fresh);
             }
             let due = batch_started.is_some_and(|t| t.elapsed() >= interval);
-            if !pending.is_empty() && (pending.len() >= max || due || stopping) {
+            let full = pending.len() >= max || pending_bytes >= max_bytes;
+            if !pending.is_empty() && (full || due || stopping) {
                 self.write_with_retry(&pending, &shutdown).await?;
                 pending.clear();
+                pending_bytes = 0;
                 batch_started = None;
                 if let Ok(lag) = self.lag() {
                     metrics::gauge!("strata_bronze_lag_records").set(lag as f64);

@@ -195,6 +195,13 @@ impl Segment {
             .unwrap_or((self.base, 0))
     }
 
+    /// Forgets the positions of `offset` and after (records that were
+    /// never made durable), keeping the segment's base.
+    pub fn index_truncate(&self, offset: Offset) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        index.split_off(&offset.max(self.base + 1));
+    }
+
     pub fn index_insert(&self, offset: Offset, position: u64) {
         let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         index.insert(offset, position);

@@ -35,6 +35,21 @@ pub(crate) struct WriterShared {
     pub fsync: bool,
 }
 
+/// What one batch has done so far.
+struct Progress {
+    ranges: Vec<Range<Offset>>,
+    touched: Vec<SegmentState>,
+    durable: Durable,
+}
+
+/// The end of what is fsync'd in the active segment.
+#[derive(Clone, Copy)]
+struct Durable {
+    offset: Offset,
+    len: u64,
+    last_indexed: u64,
+}
+
 pub(crate) struct Writer {
     partition: Arc<PartitionShared>,
     shared: WriterShared,
@@ -92,16 +107,22 @@ impl Writer {
             return;
         }
         let first_offset = self.next_offset;
-        match self.write_batch(&batch) {
-            Ok((ranges, touched)) => {
-                self.publish(touched);
+        let mut progress = Progress {
+            ranges: Vec::with_capacity(batch.len()),
+            touched: vec![self.segment_state()],
+            durable: self.durable_point(),
+        };
+        match self.write_batch(&batch, &mut progress) {
+            Ok(()) => {
+                self.publish(progress.touched);
                 metrics::counter!("strata_log_appended_records_total")
                     .increment(self.next_offset - first_offset);
-                for (request, range) in batch.into_iter().zip(ranges) {
+                for (request, range) in batch.into_iter().zip(progress.ranges) {
                     // The appender may have stopped waiting; nothing to do then.
                     let _ = request.reply.send(Ok(range));
                 }
             }
+            Err(err) if err.is_disk_full() => self.give_back(batch, progress, &err),
             Err(err) => {
                 tracing::error!(
                     partition = self.partition.id,
@@ -116,16 +137,68 @@ impl Writer {
         }
     }
 
-    /// Writes the batch and makes it durable. Returns each request's range
-    /// and the segments whose durable state changed, oldest first.
-    fn write_batch(
-        &mut self,
-        batch: &[AppendRequest],
-    ) -> Result<(Vec<Range<Offset>>, Vec<SegmentState>)> {
-        let mut touched = vec![self.segment_state()];
+    /// A full disk is not the end of the writer: what was made durable
+    /// before it filled is published and acknowledged, the rest is cut off
+    /// the file and refused, and the next batch tries again, so appends
+    /// resume by themselves once space is freed.
+    fn give_back(&mut self, batch: Vec<AppendRequest>, mut progress: Progress, err: &LogError) {
+        let durable = progress.durable;
+        // Shrinking a file needs no space. Bytes past the durable point were
+        // never acknowledged; without them the file is what recovery would
+        // keep after a crash.
+        if let Err(e) = self.active.file.set_len(durable.len) {
+            let reason = format!("{err}; then cutting off the unwritten tail failed: {e}");
+            tracing::error!(partition = self.partition.id, %reason, "log writer failed");
+            self.failed = Some(reason.clone());
+            for request in batch {
+                let _ = request.reply.send(Err(LogError::WriterFailed {
+                    partition: self.partition.id,
+                    reason: reason.clone(),
+                }));
+            }
+            return;
+        }
+        self.len = durable.len;
+        self.next_offset = durable.offset;
+        self.last_indexed = durable.last_indexed;
+        self.active.index_truncate(durable.offset);
+        if let Some(last) = progress.touched.last_mut() {
+            *last = self.segment_state();
+        }
+        self.publish(progress.touched);
+        metrics::counter!("strata_log_disk_full_total").increment(1);
+        tracing::warn!(
+            partition = self.partition.id,
+            error = %err,
+            "the log's disk is full; appends are refused until space is freed"
+        );
+        let mut ranges = progress.ranges.into_iter();
+        for request in batch {
+            let answer = match ranges.next() {
+                Some(range) if range.end <= durable.offset => Ok(range),
+                _ => Err(LogError::DiskFull {
+                    partition: self.partition.id,
+                    reason: err.to_string(),
+                }),
+            };
+            let _ = request.reply.send(answer);
+        }
+    }
+
+    fn durable_point(&self) -> Durable {
+        Durable {
+            offset: self.next_offset,
+            len: self.len,
+            last_indexed: self.last_indexed,
+        }
+    }
+
+    /// Writes the batch and makes it durable, recording each request's
+    /// range, the segments whose durable state changed (oldest first) and
+    /// the last point known durable.
+    fn write_batch(&mut self, batch: &[AppendRequest], progress: &mut Progress) -> Result<()> {
         let mut buf = Vec::new();
         let mut dirty = false;
-        let mut ranges = Vec::with_capacity(batch.len());
         for request in batch {
             let start = self.next_offset;
             for record in &request.records {
@@ -133,11 +206,13 @@ impl Writer {
                 if position > 0 && position >= self.shared.segment_bytes {
                     self.flush(&mut buf)?;
                     self.sync()?;
-                    if let Some(last) = touched.last_mut() {
+                    progress.durable = self.durable_point();
+                    if let Some(last) = progress.touched.last_mut() {
                         *last = self.segment_state();
                     }
                     self.roll()?;
-                    touched.push(self.segment_state());
+                    progress.durable = self.durable_point();
+                    progress.touched.push(self.segment_state());
                 }
                 let position = self.len + buf.len() as u64;
                 if position >= self.last_indexed + INDEX_INTERVAL {
@@ -152,16 +227,16 @@ impl Writer {
                 self.next_offset += 1;
                 dirty = true;
             }
-            ranges.push(start..self.next_offset);
+            progress.ranges.push(start..self.next_offset);
         }
         if dirty {
             self.flush(&mut buf)?;
             self.sync()?;
         }
-        if let Some(last) = touched.last_mut() {
+        if let Some(last) = progress.touched.last_mut() {
             *last = self.segment_state();
         }
-        Ok((ranges, touched))
+        Ok(())
     }
 
     fn segment_state(&self) -> SegmentState {
@@ -211,8 +286,11 @@ impl Writer {
         if self.shared.fsync {
             // Without this the new file's directory entry may not survive a
             // crash, and records acknowledged in it would vanish.
-            self.timed_fsync(|| sync_dir_io(&self.partition.dir))
-                .map_err(io_error(&self.partition.dir))?;
+            if let Err(e) = self.timed_fsync(|| sync_dir_io(&self.partition.dir)) {
+                // The next roll creates the same file again.
+                let _ = std::fs::remove_file(&segment.path);
+                return Err(io_error(&self.partition.dir)(e));
+            }
         }
         tracing::debug!(
             partition = self.partition.id,

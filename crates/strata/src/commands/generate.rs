@@ -273,6 +273,11 @@ impl<I: Iterator<Item = Generated>> Iterator for Batches<I> {
     }
 }
 
+/// A generated message as a replay of history sends it at `now`.
+pub(crate) fn replayed(generated: Generated, now: DateTime<Utc>) -> Value {
+    prepare(generated, now, false)
+}
+
 fn prepare(generated: Generated, now: DateTime<Utc>, live: bool) -> Value {
     let Generated {
         send_at,

@@ -8,7 +8,9 @@ use crate::server::load_config;
 pub async fn run(global: &GlobalArgs, args: SqlArgs) -> Result<()> {
     let config = load_config(global, None)?;
     let lake = Lake::new(config.lake_dir());
-    let engine = SqlEngine::open(&lake).await?;
+    // One query per process: the concurrency limit is the server's; the
+    // time and memory limits hold here too.
+    let engine = SqlEngine::open_with(&lake, &config.sql).await?;
     let batches = engine.query(&args.query).await.map_err(|e| match e {
         strata_lake::Error::NotReadOnly(_) => CliError::Usage(e.to_string()),
         strata_lake::Error::Query(message) => CliError::Usage(format!("query failed: {message}")),

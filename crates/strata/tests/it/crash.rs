@@ -83,3 +83,40 @@ fn kill_minus_nine_during_ingest_loses_and_duplicates_nothing() {
         "acknowledged but not in bronze: {missing:?}"
     );
 }
+
+/// `strata bench chaos`, short: two clean stops and five kills, one aimed at
+/// each durable step (ingest, a bronze commit, a stream checkpoint, a
+/// partition commit of a scheduled run, a compaction). The command itself
+/// checks bronze, silver, gold, realtime and the run store against clean
+/// rebuilds and exits 1 when any differs; here every kill must also have hit
+/// its step.
+#[test]
+fn chaos_short_every_restart_keeps_every_table_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::process::strata()
+        .args(["bench", "chaos", "--sigterms", "2", "--kills", "5"])
+        .args(["--users", "60", "--days", "2", "--seed", "11", "--keep"])
+        .arg(dir.path().join("chaos"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    for phase in [
+        "during ingest",
+        "in a bronze commit",
+        "in a stream checkpoint",
+        "in a partition commit of a scheduled run",
+        "in a compaction",
+    ] {
+        assert!(
+            stdout.contains(&format!("| kill -9 {phase} | 1 (1 at the phase line) |")),
+            "{phase}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("| clean stops (SIGTERM → exit 0) | 3 "),
+        "{stdout}"
+    );
+}

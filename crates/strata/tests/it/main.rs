@@ -5,6 +5,8 @@ mod backfill;
 mod cli;
 mod crash;
 mod e2e;
+mod hostile;
 mod process;
 mod realtime;
 mod scheduler;
+mod small_disk;

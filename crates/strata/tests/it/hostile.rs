@@ -1,0 +1,131 @@
+//! The whole server against hostile neighbours: other users of the machine
+//! reading the generated write key, and web pages reaching a loopback
+//! server through DNS rebinding.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use crate::process::{KEY, Served, free_port, strata};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_generated_write_key_is_readable_by_its_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = strata()
+        .args([
+            "serve",
+            "--role",
+            "collector",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("STRATA_WRITE_KEY")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let path = dir.path().join("default_write_key");
+    let stored = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        first.contains(&stored),
+        "printed {first:?}, stored {stored:?}"
+    );
+    assert_eq!(mode(&path), 0o600);
+    assert!(!dir.path().join("default_write_key.tmp").exists());
+
+    // A key file an earlier release left world-readable is tightened.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = strata()
+        .args([
+            "serve",
+            "--role",
+            "collector",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("STRATA_WRITE_KEY")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut again = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut again)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        again.contains(&stored),
+        "the same key is used again: {again:?}"
+    );
+    assert_eq!(mode(&path), 0o600);
+}
+
+fn status_with_host(url: &str, host: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+        ])
+        .args([
+            "-u",
+            &format!("{KEY}:"),
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", r#"{"userId":"u","event":"A"}"#])
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_rebinding_host_reaches_the_collector_but_not_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start_with(dir.path(), &["--role", "collector"]);
+    let get = |path: &str, host: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Host: {host}"),
+            ])
+            .arg(format!("{}{path}", served.base))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port = served.base.rsplit(':').next().unwrap().to_string();
+    for path in ["/", "/api/pipeline"] {
+        assert_eq!(get(path, "evil.example"), "421", "{path}");
+        assert_eq!(get(path, &format!("localhost:{port}")), "200", "{path}");
+    }
+    // SDKs post events under any name the collector is reached by.
+    assert_eq!(
+        status_with_host(&format!("{}/v1/track", served.base), "evil.example"),
+        "200"
+    );
+}
