@@ -198,7 +198,7 @@ pub struct BenchChaosArgs {
     #[arg(long, default_value_t = 20)]
     pub kills: usize,
     /// Simulated shoppers whose history is replayed during the cycles.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub users: u32,
     #[arg(long, default_value_t = 3)]
     pub days: u32,

@@ -121,6 +121,7 @@ pub async fn run(args: BenchChaosArgs) -> Result<()> {
         root.display()
     );
     let mut report = Report::default();
+    let started = Instant::now();
     for (cycle, stop) in plan.iter().enumerate() {
         let mut server = Server::start(&data, &config).await?;
         let ready_after = server.ready_after;
@@ -174,7 +175,7 @@ pub async fn run(args: BenchChaosArgs) -> Result<()> {
     report.shutdowns.push(took);
 
     chaos_checks::verify(&root, &data, &config, &feed.acked(), &mut report).await?;
-    report.print(feed.acked_count());
+    report.print(feed.acked_count(), started.elapsed());
     if report.failed() {
         return Err(CliError::Runtime(format!(
             "chaos checks failed; the data dirs are kept in {}",
@@ -209,7 +210,7 @@ fn replayed_batches(args: &BenchChaosArgs) -> Vec<(Vec<String>, Bytes)> {
         .map(|g| super::generate::replayed(g, now))
         .collect();
     messages
-        .chunks(50)
+        .chunks(20)
         .map(|chunk| {
             let ids = chunk
                 .iter()
@@ -255,7 +256,8 @@ impl Feed {
         self.acked.lock().map_or(0, |a| a.len())
     }
 
-    /// Posts one request every 40 ms until stopped or out of requests.
+    /// Posts one request every 50 ms (400 events/s) until stopped or out of
+    /// requests, so the traffic lasts through many cycles.
     fn start(&self, base: &str) -> Feeding {
         let (stop, mut stopped) = watch::channel(false);
         let (feed, url) = (self.clone(), format!("{base}/v1/batch"));
@@ -291,7 +293,7 @@ impl Feed {
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(40)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     _ = stopped.changed() => {}
                 }
             }

@@ -42,12 +42,16 @@ impl Report {
         self.checks.iter().any(|(_, o)| o.is_err())
     }
 
-    pub fn print(&self, acked: usize) {
+    pub fn print(&self, acked: usize, took: Duration) {
         let mean = |d: &[Duration]| {
             d.iter().map(Duration::as_secs_f64).sum::<f64>() / d.len().max(1) as f64
         };
         let max = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).fold(0.0, f64::max);
         println!("\n| figure | value |\n|---|---|");
+        println!(
+            "| wall time (cycles and checks) | {:.0} s |",
+            took.as_secs_f64()
+        );
         println!("| events acknowledged | {acked} |");
         println!(
             "| clean stops (SIGTERM → exit 0) | {} (mean {:.1} s, max {:.1} s) |",

@@ -95,7 +95,7 @@ fn chaos_short_every_restart_keeps_every_table_exact() {
     let dir = tempfile::tempdir().unwrap();
     let out = crate::process::strata()
         .args(["bench", "chaos", "--sigterms", "2", "--kills", "5"])
-        .args(["--users", "60", "--days", "2", "--seed", "11", "--keep"])
+        .args(["--users", "300", "--days", "2", "--seed", "11", "--keep"])
         .arg(dir.path().join("chaos"))
         .output()
         .unwrap();

@@ -5,6 +5,7 @@ mod backfill;
 mod cli;
 mod crash;
 mod e2e;
+mod fixture;
 mod hostile;
 mod process;
 mod realtime;
