@@ -243,6 +243,9 @@ fn two_scheduler_processes_share_one_postgres_store() {
                     &database,
                 ) == "0"
                 && psql("select count(*) from runs", &database) != "0"
+                // On a loaded machine one process may finish every run
+                // before the other has even registered.
+                && psql("select count(distinct pid) from workers", &database) == "2"
         },
     );
     assert_eq!(
