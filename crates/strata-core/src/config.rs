@@ -249,7 +249,7 @@ impl Default for LoaderConfig {
         Self {
             flush_interval: Duration::from_secs(2),
             max_batch_records: 100_000,
-            max_batch_bytes: 32 * 1024 * 1024,
+            max_batch_bytes: 96 * 1024 * 1024,
             optimize_every_commits: 50,
         }
     }

@@ -276,6 +276,9 @@ pub struct BenchIngestArgs {
     /// Target events per second across all connections (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Run only these roles in the server under test (repeatable; default all).
+    #[arg(long = "role", value_enum, value_name = "R")]
+    pub roles: Vec<Role>,
 }
 
 fn parse_parallel(text: &str) -> Result<usize, String> {

@@ -2,6 +2,7 @@
 
 mod basic;
 mod formats;
+mod full_disk;
 mod group_commit;
 mod properties;
 mod recovery;

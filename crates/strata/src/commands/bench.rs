@@ -22,7 +22,7 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port()?;
-    let mut child = ChildServer::spawn(&dir, port, global.config.as_deref())?;
+    let mut child = ChildServer::spawn_roles(&dir, port, global.config.as_deref(), &args.roles)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
 
@@ -218,6 +218,16 @@ impl ChildServer {
         port: u16,
         config: Option<&std::path::Path>,
     ) -> Result<Self> {
+        Self::spawn_roles(dir, port, config, &[])
+    }
+
+    /// The server under test with only these roles (all when empty).
+    pub(crate) fn spawn_roles(
+        dir: &std::path::Path,
+        port: u16,
+        config: Option<&std::path::Path>,
+        roles: &[crate::cli::Role],
+    ) -> Result<Self> {
         let exe = std::env::current_exe().map_err(CliError::runtime)?;
         let mut command = Command::new(exe);
         if let Some(config) = config {
@@ -225,6 +235,12 @@ impl ChildServer {
         }
         let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(roles.iter().flat_map(|role| {
+                let name = clap::ValueEnum::to_possible_value(role)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                ["--role".to_string(), name]
+            }))
             .arg("--data-dir")
             .arg(dir)
             .env("STRATA_WRITE_KEY", WRITE_KEY)
