@@ -79,27 +79,50 @@ fn stored_or_new_key(data_dir: &Path) -> Result<String> {
         ))
     })?;
     let key = format!("wk_{}", uuid::Uuid::new_v4().simple());
-    write_private(&path, &key)
+    let created = write_private_once(&path, &key)
         .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
-    Ok(key)
+    if created {
+        return Ok(key);
+    }
+    // Another process started on the same data dir at the same moment won:
+    // every process uses the one key on disk.
+    let stored = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    let stored = stored.trim();
+    if stored.is_empty() {
+        return Err(CliError::Runtime(format!(
+            "{} is empty; delete it for a new key, or set STRATA_WRITE_KEY",
+            path.display()
+        )));
+    }
+    Ok(stored.to_string())
 }
 
-/// Writes a secret readable by its owner only, whole or not at all: the
-/// file appears by rename, so a crash never leaves half a key behind.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Creates a secret readable by its owner only, whole or not at all, unless
+/// the file exists already (then returns false and leaves it): written to a
+/// file of this process's own, then linked into place, which fails rather
+/// than replace a file another process linked first.
+fn write_private_once(path: &Path, contents: &str) -> std::io::Result<bool> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    // A tmp file left by an older run may have had wider permissions.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = options.open(&tmp).and_then(|mut file| {
+        // A tmp file left by a crash may have had wider permissions.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens the log with the consumers that hold back its retention: the

@@ -43,7 +43,16 @@ fn the_generated_write_key_is_readable_by_its_owner_only() {
         "printed {first:?}, stored {stored:?}"
     );
     assert_eq!(mode(&path), 0o600);
-    assert!(!dir.path().join("default_write_key.tmp").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("default_write_key.")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A key file an earlier release left world-readable is tightened.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -128,4 +137,51 @@ fn a_rebinding_host_reaches_the_collector_but_not_the_dashboard() {
         status_with_host(&format!("{}/v1/track", served.base), "evil.example"),
         "200"
     );
+}
+
+/// Processes started together on one data dir without `STRATA_WRITE_KEY`
+/// (several schedulers, say) all start, and agree on one key.
+#[test]
+fn processes_started_together_agree_on_one_generated_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            strata()
+                .args([
+                    "serve",
+                    "--role",
+                    "collector",
+                    "--listen",
+                    &format!("127.0.0.1:{}", free_port()),
+                ])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env_remove("STRATA_WRITE_KEY")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let stored = {
+        let path = dir.path().join("default_write_key");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::read_to_string(&path).unwrap()
+    };
+    for mut child in children {
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            first.contains(&stored),
+            "printed {first:?}, stored {stored:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
