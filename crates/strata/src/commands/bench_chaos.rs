@@ -170,7 +170,7 @@ pub async fn run(args: BenchChaosArgs) -> Result<()> {
     report.restarts.push(server.ready_after);
     let feeding = feed.start(&server.base);
     feeding.finish().await;
-    chaos_checks::wait_until_idle(&server.base, &data, feed.acked_count()).await?;
+    chaos_checks::wait_until_idle(&data, feed.acked_count()).await?;
     let took = server.terminate()?;
     report.shutdowns.push(took);
 
@@ -413,7 +413,7 @@ impl Drop for Server {
     }
 }
 
-/// Where a copy of the data dir's part `what` goes for a clean rebuild.
+/// Copies a directory tree (`cp -r`), for the clean rebuilds.
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     let status = Command::new("cp")
         .arg("-r")

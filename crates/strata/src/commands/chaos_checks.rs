@@ -151,7 +151,7 @@ pub async fn bronze_holds(data: &Path, acked: &HashSet<String>) -> Result<Outcom
 
 /// Waits until bronze holds every acknowledgement and the scheduler has had
 /// two dirty checks with nothing left to run.
-pub async fn wait_until_idle(_base: &str, data: &Path, acked: usize) -> Result<()> {
+pub async fn wait_until_idle(data: &Path, acked: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let store = RunStore::for_data_dir(data, None).await?;
     let mut idle_since: Option<Instant> = None;

@@ -12,30 +12,40 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[test]
-fn the_generated_write_key_is_readable_by_its_owner_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = strata()
+/// `strata serve --role collector` on `data` without `STRATA_WRITE_KEY`.
+fn keyless_collector(data: &std::path::Path) -> std::process::Child {
+    strata()
         .args([
             "serve",
             "--role",
             "collector",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", free_port()),
         ])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data)
         .env_remove("STRATA_WRITE_KEY")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The first line the child prints (the generated key), then stops it.
+fn first_line_then_kill(mut child: std::process::Child) -> (String, String) {
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
     let _ = child.kill();
-    let _ = child.wait();
+    let output = child.wait_with_output().unwrap();
+    (first, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_generated_write_key_is_readable_by_its_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = first_line_then_kill(keyless_collector(dir.path()));
     let path = dir.path().join("default_write_key");
     let stored = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -56,26 +66,7 @@ fn the_generated_write_key_is_readable_by_its_owner_only() {
 
     // A key file an earlier release left world-readable is tightened.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = strata()
-        .args([
-            "serve",
-            "--role",
-            "collector",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("STRATA_WRITE_KEY")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut again = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut again)
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (again, _) = first_line_then_kill(keyless_collector(dir.path()));
     assert!(
         again.contains(&stored),
         "the same key is used again: {again:?}"
@@ -144,25 +135,7 @@ fn a_rebinding_host_reaches_the_collector_but_not_the_dashboard() {
 #[test]
 fn processes_started_together_agree_on_one_generated_key() {
     let dir = tempfile::tempdir().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            strata()
-                .args([
-                    "serve",
-                    "--role",
-                    "collector",
-                    "--listen",
-                    &format!("127.0.0.1:{}", free_port()),
-                ])
-                .arg("--data-dir")
-                .arg(dir.path())
-                .env_remove("STRATA_WRITE_KEY")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> = (0..4).map(|_| keyless_collector(dir.path())).collect();
     let stored = {
         let path = dir.path().join("default_write_key");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -171,17 +144,11 @@ fn processes_started_together_agree_on_one_generated_key() {
         }
         std::fs::read_to_string(&path).unwrap()
     };
-    for mut child in children {
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
+    for child in children {
+        let (first, stderr) = first_line_then_kill(child);
         assert!(
             first.contains(&stored),
-            "printed {first:?}, stored {stored:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+            "printed {first:?}, stored {stored:?}: {stderr}"
         );
     }
 }
