@@ -279,9 +279,11 @@
     draw('realtime-events', (body) => {
       const totals = new Map();
       series.forEach((p) => totals.set(p.event_name, (totals.get(p.event_name) || 0) + p.events));
-      const names = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a) || a.localeCompare(b));
+      // The server sums names beyond its top 50 into '(other)': it joins 'Other' here.
+      const names = [...totals.keys()].filter((n) => n !== '(other)')
+        .sort((a, b) => totals.get(b) - totals.get(a) || a.localeCompare(b));
       const top = names.length > TOP_EVENTS + 1 ? names.slice(0, TOP_EVENTS) : names;
-      const labels = top.length < names.length ? [...top, 'Other'] : top;
+      const labels = top.length < names.length || totals.has('(other)') ? [...top, 'Other'] : top;
       const end = Math.floor(parseTime(rt.now) / 60000) * 60;
       const first = Math.min(...series.map((p) => parseTime(p.minute) / 1000), end - ((rt.minutes || 60) - 1) * 60);
       const xs = [];
@@ -292,7 +294,7 @@
         const k = top.includes(p.event_name) ? top.indexOf(p.event_name) : labels.length - 1;
         if (i >= 0 && i < xs.length) ys[k][i] += p.events;
       });
-      setSub('realtime-events', `${fmtInt(eventsLastHour)} events · ${names.length} event names`);
+      setSub('realtime-events', `${fmtInt(eventsLastHour)} events · ${fmtInt(names.length + (rt.folded_event_names || 0))} event names`);
       chart($('.chart', body), {
         height: 210,
         series: [xSeries(false), ...labels.map((l, i) => line(l, i < top.length ? COLORS[i % COLORS.length] : OTHER_COLOR, { width: 1.5 }))],

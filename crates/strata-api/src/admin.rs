@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 /// Rows `POST /api/sql` answers at most; the rest is left out and said so.
 pub const MAX_SQL_ROWS: usize = 10_000;
 
+/// Days one `POST /api/backfill` may cover: a year, leap day included. A
+/// request from 1900 once queued 417,206 runs; `strata backfill` on the
+/// server has no such cap.
+pub const MAX_BACKFILL_DAYS: i64 = 366;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillBody {
@@ -50,9 +55,23 @@ fn body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
         .map_err(|e| Error::BadRequest(format!("bad request body: {}", e.body_text())))
 }
 
+/// A `YYYY-MM-DD` date from 1970-01-01 (no event is older) to tomorrow
+/// (UTC; a client a few hours ahead may ask for its today).
 fn date(name: &str, text: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| Error::BadRequest(format!("{name}: {text:?} is not a YYYY-MM-DD date")))
+    let day = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::BadRequest(format!("{name}: {text:?} is not a YYYY-MM-DD date")))?;
+    let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    if day < chrono::DateTime::UNIX_EPOCH.date_naive() {
+        return Err(Error::BadRequest(format!(
+            "{name}: {day} is before 1970-01-01; there is no data that old"
+        )));
+    }
+    if day > tomorrow {
+        return Err(Error::BadRequest(format!(
+            "{name}: {day} is after tomorrow ({tomorrow}); there is no data for it yet"
+        )));
+    }
+    Ok(day)
 }
 
 async fn queue(api: &Api, request: Request) -> Result<(StatusCode, Json<Queued>)> {
@@ -85,8 +104,15 @@ pub async fn backfill(
 ) -> Result<(StatusCode, Json<Queued>)> {
     authorize(&api, &headers)?;
     let b = body(request)?;
-    let request = Request::backfill(&b.model, date("from", &b.from)?, date("to", &b.to)?)?;
-    queue(&api, request).await
+    let (from, to) = (date("from", &b.from)?, date("to", &b.to)?);
+    let days = (to - from).num_days() + 1;
+    if days > MAX_BACKFILL_DAYS {
+        return Err(Error::BadRequest(format!(
+            "{from} to {to} is {days} days; POST /api/backfill takes at most {MAX_BACKFILL_DAYS} days per request: \
+             split the range, or run `strata backfill` on the server"
+        )));
+    }
+    queue(&api, Request::backfill(&b.model, from, to)?).await
 }
 
 /// `POST /api/runs`: queues one partition, like `strata run`.

@@ -2,7 +2,8 @@
 //! name is re-pointed at 127.0.0.1 may make the browser talk to a Strata on
 //! loopback, but its requests still say `Host: evil.example`. The dashboard
 //! and `/api/*` answer only the names in `allowed_hosts`; with none
-//! configured, only loopback names when listening on loopback.
+//! configured, only loopback names when they listen on loopback (on
+//! `dashboard_listen` when set, else on `listen`).
 
 use std::net::IpAddr;
 

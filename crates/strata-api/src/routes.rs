@@ -1,6 +1,7 @@
 //! The routes: reads open to anyone who can reach the listen address,
 //! admin actions behind the admin token.
 
+use std::ops::RangeInclusive;
 use std::time::SystemTime;
 
 use axum::extract::{Query, State};
@@ -8,28 +9,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
+use strata_orchestrator::RunState;
+use strata_orchestrator::store::Listing;
 
 use crate::error::{Error, Result};
-use crate::panels::{active_users, experiments, funnels, pipeline, retention, sessions};
+use crate::panels::{active_users, experiments, funnels, pipeline, realtime, retention, sessions};
 use crate::range::{DateRange, RangeParams};
 use crate::{Api, admin, dashboard};
 
 pub fn router(api: Api) -> Router {
-    let realtime = match api.inner.realtime.clone() {
-        Some(handle) => strata_stream::api::router(handle),
-        None => Router::new().route(
-            "/api/realtime",
-            get(|| async {
-                Error::NotFound(
-                    "realtime figures come from the stream role, which this process does not run"
-                        .into(),
-                )
-            }),
-        ),
-    };
-    let hosts =
-        crate::hosts::AllowedHosts::new(&api.inner.config.allowed_hosts, &api.inner.config.listen);
+    let config = &api.inner.config;
+    let hosts = crate::hosts::AllowedHosts::new(&config.allowed_hosts, config.dashboard_address());
     Router::new()
+        .route("/api/realtime", get(realtime))
         .route("/api/active-users", get(active_users))
         .route("/api/retention", get(retention))
         .route("/api/funnels", get(funnels))
@@ -40,12 +32,24 @@ pub fn router(api: Api) -> Router {
         .route("/api/backfill", post(admin::backfill))
         .route("/api/sql", post(admin::sql))
         .with_state(api)
-        .merge(realtime)
         .merge(dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             hosts,
             crate::hosts::check,
         ))
+}
+
+async fn realtime(
+    State(api): State<Api>,
+    Query(params): Query<realtime::Params>,
+) -> Result<Json<realtime::Realtime>> {
+    let handle = api.inner.realtime.as_ref().ok_or_else(|| {
+        Error::NotFound(
+            "realtime figures come from the stream role, which this process does not run".into(),
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp_micros();
+    Ok(Json(realtime::answer(handle, &params, now)?))
 }
 
 /// The range asked for, its open ends anchored at the newest date that has
@@ -113,7 +117,9 @@ async fn sessions(
 async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
     let now = SystemTime::now();
     let runs = match &api.inner.store {
-        Some(store) => Some(pipeline::Runs::of(runs_report(&api, store).await?)),
+        Some(store) => Some(pipeline::Runs::of(
+            runs_report(&api, store, &pipeline::problems()).await?,
+        )),
         None => None,
     };
     let tables = api.inner.tables.list(&api.inner.lake, now).await;
@@ -140,20 +146,43 @@ async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
 async fn runs_report(
     api: &Api,
     store: &strata_orchestrator::RunStore,
+    listing: &Listing,
 ) -> Result<strata_orchestrator::status::Report> {
-    strata_orchestrator::status::report_for(&api.inner.config, store)
+    strata_orchestrator::status::page_for(&api.inner.config, store, listing)
         .await
         .map_err(|e| Error::Unavailable(format!("run store unavailable: {e}")))
 }
+
+/// Partitions `GET /api/runs` lists when `limit` is not given, and at most.
+pub const RUNS_PER_PAGE: u64 = 100;
+pub const MAX_RUNS_PER_PAGE: u64 = 1_000;
 
 #[derive(Debug, Deserialize)]
 struct RunsFilter {
     model: Option<String>,
     state: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// A whole number query parameter within `range`, else a 400 naming it.
+fn whole(name: &str, text: Option<&str>, default: u64, range: RangeInclusive<u64>) -> Result<u64> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::BadRequest(format!(
+            "{name} must be a whole number from {} to {}, not {text:?}",
+            range.start(),
+            range.end()
+        ))),
+    }
 }
 
 /// The run store's report (`strata status --json`), narrowed to one model
-/// or one state.
+/// or one state, one page of partitions at a time: `next` is the `offset`
+/// of the following page.
 async fn runs(
     State(api): State<Api>,
     Query(filter): Query<RunsFilter>,
@@ -164,16 +193,38 @@ async fn runs(
                 .into(),
         )
     })?;
-    let mut report = runs_report(&api, store).await?;
+    let limit = whole(
+        "limit",
+        filter.limit.as_deref(),
+        RUNS_PER_PAGE,
+        1..=MAX_RUNS_PER_PAGE,
+    )?;
+    let offset = whole(
+        "offset",
+        filter.offset.as_deref(),
+        0,
+        0..=i64::MAX.unsigned_abs(),
+    )?;
+    let states = match filter.state.as_deref() {
+        None => Vec::new(),
+        Some(text) => vec![RunState::parse(text).map_err(|_| {
+            Error::BadRequest(format!(
+                "state must be queued, running, succeeded, failed or blocked, not {text:?}"
+            ))
+        })?],
+    };
+    let listing = Listing {
+        model: filter.model.clone(),
+        states,
+        limit: Some(limit),
+        offset,
+        ..strata_orchestrator::status::everything()
+    };
+    let mut report = runs_report(&api, store, &listing).await?;
     if let Some(model) = &filter.model {
         report.models.retain(|m| &m.model == model);
         if report.models.is_empty() {
             return Err(Error::NotFound(format!("unknown model {model:?}")));
-        }
-    }
-    if let Some(state) = &filter.state {
-        for m in &mut report.models {
-            m.partitions.retain(|p| p.state.as_str() == state);
         }
     }
     Ok(Json(report))

@@ -251,11 +251,31 @@ async fn handle_inner(
                 implied_type: Some(event_type),
                 batch_context: None,
                 batch_sent_at: None,
+                max_event_name_bytes: limits.max_event_name_bytes,
             };
             let text = text.unwrap_or_default();
             check_and_normalize(&mut pending, &envelope, text, &checks);
         }
         Payload::Batch(batch) => {
+            // Each item is at least one quarantine or event record: refused
+            // whole, a flood of tiny items costs one row, not one per item.
+            if batch.batch.len() > limits.max_batch_items {
+                let detail = format!(
+                    "batch has {} items, more than the limit of {}",
+                    batch.batch.len(),
+                    limits.max_batch_items
+                );
+                let kept = String::from_utf8_lossy(&raw).into_owned();
+                return reject_request(
+                    collector,
+                    &source,
+                    kept,
+                    received_at,
+                    RejectReason::TooManyItems,
+                    &detail,
+                )
+                .await;
+            }
             // The batch context is copied into every message: count each
             // copy, or a 400 KB context in a thousand messages would cost
             // 400 MB from one request of the allowed size.
@@ -287,6 +307,7 @@ async fn handle_inner(
                 implied_type: None,
                 batch_context: batch.context.as_ref(),
                 batch_sent_at: batch.sent_at,
+                max_event_name_bytes: limits.max_event_name_bytes,
             };
             for item in &batch.batch {
                 check_and_normalize(&mut pending, &envelope, item.get(), &checks);
@@ -421,7 +442,7 @@ fn quarantine(
 }
 
 /// A whole request refused: keep its body with the reason, then answer 413
-/// (too large) or 400 (anything else).
+/// (too large or too many items) or 400 (anything else).
 async fn reject_request(
     collector: &Collector,
     source: &str,
@@ -436,7 +457,7 @@ async fn reject_request(
         return response;
     }
     let status = match reason {
-        RejectReason::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectReason::RequestTooLarge | RejectReason::TooManyItems => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, reason.as_str(), detail)

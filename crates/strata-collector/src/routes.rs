@@ -28,7 +28,7 @@ pub fn router(collector: Collector) -> Router {
         )
         .options(preflight)
     };
-    Router::new()
+    let ingest = Router::new()
         .route("/v1/track", single(EventType::Track))
         .route("/v1/identify", single(EventType::Identify))
         .route("/v1/page", single(EventType::Page))
@@ -38,11 +38,15 @@ pub fn router(collector: Collector) -> Router {
         .route("/v1/batch", batch())
         // Segment's historical-import endpoint takes the batch shape.
         .route("/v1/import", batch())
+        // Browsers post from other origins (analytics.js). Nothing else is
+        // for other origins' pages to read: /metrics and the rest keep the
+        // browser's same-origin rule.
+        .layer(axum::middleware::map_response(allow_any_origin));
+    Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
-        // Browsers post from other origins (analytics.js).
-        .layer(axum::middleware::map_response(allow_any_origin))
+        .merge(ingest)
         // The collector enforces its own, configurable limit while streaming.
         .layer(DefaultBodyLimit::disable())
         .with_state(collector)

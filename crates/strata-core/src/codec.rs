@@ -11,7 +11,7 @@ const EVENT_V1: u8 = 1;
 const QUARANTINE_V1: u8 = 2;
 
 // Append only: a reason's position is its byte in the log.
-const REASONS: [RejectReason; 9] = [
+const REASONS: [RejectReason; 11] = [
     RejectReason::InvalidJson,
     RejectReason::NotSegmentPayload,
     RejectReason::RequestTooLarge,
@@ -21,6 +21,8 @@ const REASONS: [RejectReason; 9] = [
     RejectReason::MissingEvent,
     RejectReason::InvalidField,
     RejectReason::EventTsTooOld,
+    RejectReason::EventNameTooLong,
+    RejectReason::TooManyItems,
 ];
 
 pub fn encode(record: &LogRecord) -> Vec<u8> {

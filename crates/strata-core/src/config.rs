@@ -13,11 +13,16 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: String,
+    /// Where the dashboard and `/api/*` are served instead of `listen`, so
+    /// `listen` can face browsers' SDKs while analytics stay private, e.g.
+    /// `"127.0.0.1:8081"`. None: both on `listen`.
+    pub dashboard_listen: Option<String>,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     /// `Host` header values the dashboard and `/api/*` answer to, against
     /// DNS rebinding (`name` or `name:port`, `*.suffix` for subdomains).
-    /// Empty: loopback names when `listen` is a loopback address, else any.
+    /// Empty: loopback names when the dashboard listens on a loopback
+    /// address, else any.
     pub allowed_hosts: Vec<String>,
     pub sources: Vec<SourceConfig>,
     pub funnels: Vec<FunnelConfig>,
@@ -34,6 +39,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            dashboard_listen: None,
             data_dir: PathBuf::from("./strata-data"),
             admin_token: None,
             allowed_hosts: Vec::new(),
@@ -172,6 +178,13 @@ pub struct CollectorConfig {
     /// otherwise make every daily model build one partition per day since.
     #[serde(deserialize_with = "de_duration")]
     pub max_event_age: Duration,
+    /// A track `event` longer than this (UTF-8 bytes) is quarantined as
+    /// `event_name_too_long`.
+    pub max_event_name_bytes: usize,
+    /// A `/v1/batch` with more items is refused whole (`413
+    /// too_many_items`, its body quarantined once): a 500 KB body of `1`s
+    /// would otherwise be a quarter of a million quarantine rows.
+    pub max_batch_items: usize,
 }
 
 impl Default for CollectorConfig {
@@ -183,6 +196,8 @@ impl Default for CollectorConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_event_age: Duration::from_secs(1826 * 24 * 3600),
+            max_event_name_bytes: crate::normalize::DEFAULT_MAX_EVENT_NAME_BYTES,
+            max_batch_items: 2_000,
         }
     }
 }
@@ -201,6 +216,12 @@ pub struct SqlConfig {
     pub max_query_memory: usize,
     /// Queries running at once; more are answered `503` with `Retry-After`.
     pub max_concurrent_queries: usize,
+    /// Longest statement text accepted, e.g. `"256KiB"`.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_bytes: usize,
+    /// Deepest nesting of expressions accepted; an operator chain such as
+    /// `a + b + c` nests one level per operator.
+    pub max_expression_depth: usize,
 }
 
 impl Default for SqlConfig {
@@ -209,6 +230,8 @@ impl Default for SqlConfig {
             statement_timeout: Duration::from_secs(30),
             max_query_memory: 512 * 1024 * 1024,
             max_concurrent_queries: 4,
+            max_query_bytes: 256 * 1024,
+            max_expression_depth: 1_000,
         }
     }
 }
@@ -249,7 +272,7 @@ impl Default for LoaderConfig {
         Self {
             flush_interval: Duration::from_secs(2),
             max_batch_records: 100_000,
-            max_batch_bytes: 96 * 1024 * 1024,
+            max_batch_bytes: 24 * 1024 * 1024,
             optimize_every_commits: 50,
         }
     }
@@ -281,6 +304,12 @@ pub struct StreamConfig {
     /// Bound on windows held open at once; events beyond it are counted as
     /// dropped by the realtime path (the batch path still has them).
     pub max_open_windows: usize,
+    /// Bound on the memory of windows and of the closed minutes kept for
+    /// the dashboard, e.g. `"64MiB"`: a flood of distinct event names
+    /// cannot grow it, events that would open a window beyond it are
+    /// counted as dropped like those beyond `max_open_windows`.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_window_state_bytes: usize,
 }
 
 impl Default for StreamConfig {
@@ -292,6 +321,7 @@ impl Default for StreamConfig {
             checkpoint_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             max_open_windows: 100_000,
+            max_window_state_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -381,6 +411,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The address the dashboard and `/api/*` are served on.
+    pub fn dashboard_address(&self) -> &str {
+        self.dashboard_listen.as_deref().unwrap_or(&self.listen)
+    }
+
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
             path: PathBuf::from("<inline>"),
@@ -437,6 +472,11 @@ impl Config {
         {
             return Err(Error::ConfigInvalid(
                 "collector.header_read_timeout, body_read_timeout and max_event_age must be greater than zero".into(),
+            ));
+        }
+        if c.max_event_name_bytes == 0 || c.max_batch_items == 0 {
+            return Err(Error::ConfigInvalid(
+                "collector.max_event_name_bytes and max_batch_items must be at least 1".into(),
             ));
         }
         let q = &self.sql;

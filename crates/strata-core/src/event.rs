@@ -90,6 +90,8 @@ pub enum RejectReason {
     MissingEvent,
     InvalidField,
     EventTsTooOld,
+    EventNameTooLong,
+    TooManyItems,
 }
 
 impl RejectReason {
@@ -104,8 +106,27 @@ impl RejectReason {
             RejectReason::MissingEvent => "missing_event",
             RejectReason::InvalidField => "invalid_field",
             RejectReason::EventTsTooOld => "event_ts_too_old",
+            RejectReason::EventNameTooLong => "event_name_too_long",
+            RejectReason::TooManyItems => "too_many_items",
         }
     }
+}
+
+/// The 128-bit key an `event_id` is deduplicated by, the same in the
+/// realtime and the batch path. Ids are UUIDs almost always: their 128 bits
+/// are the key. Anything else (any string is a valid messageId: upper-case
+/// iOS ids, `ajs-…` ids) is hashed to a UUIDv5, so no path has to keep ids
+/// as text. Only the canonical lower-case spelling takes the fast path, so
+/// ids that differ only in case stay distinct, as the ids themselves do.
+pub fn id_key(id: &str) -> u128 {
+    let b = id.as_bytes();
+    if b.len() == 36
+        && !b.iter().any(u8::is_ascii_uppercase)
+        && let Ok(uuid) = uuid::Uuid::try_parse_ascii(b)
+    {
+        return uuid.as_u128();
+    }
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b).as_u128()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,9 @@ use crate::event::{BronzeEvent, EventType, RejectReason};
 /// How far in the future a corrected event time may lie before it is clamped.
 pub const MAX_FUTURE_MICROS: i64 = 23 * 3600 * 1_000_000;
 
+/// The default of `collector.max_event_name_bytes`.
+pub const DEFAULT_MAX_EVENT_NAME_BYTES: usize = 256;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub reason: RejectReason,
@@ -40,6 +43,10 @@ pub struct Envelope<'a> {
     pub batch_context: Option<&'a Map<String, Value>>,
     /// `sentAt` of a `/v1/batch` body, used by messages that carry none.
     pub batch_sent_at: Option<&'a RawValue>,
+    /// Longer track `event`s are rejected as `event_name_too_long`: every
+    /// distinct name is a row of the hourly tables and a key of the
+    /// dashboard, so one client must not make them megabytes wide.
+    pub max_event_name_bytes: usize,
 }
 
 /// The fields of a Segment message Strata reads, borrowed from the request
@@ -155,6 +162,18 @@ pub fn normalize(message: &str, envelope: &Envelope<'_>) -> Result<BronzeEvent, 
         },
         other => other.synthetic_name().unwrap_or_default().to_string(),
     };
+    // Only a track's name comes from the client; the others are fixed.
+    if event_type == EventType::Track && event_name.len() > envelope.max_event_name_bytes {
+        return Err(Rejection::new(
+            RejectReason::EventNameTooLong,
+            format!(
+                "event is {} bytes, more than the limit of {}: {:?}…",
+                event_name.len(),
+                envelope.max_event_name_bytes,
+                truncate(&event_name, 64)
+            ),
+        ));
+    }
 
     let (event_id, id_generated) = match id_field(message.message_id, "messageId")? {
         Some(id) => (id, false),
@@ -222,6 +241,8 @@ fn string_value(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// Identifiers may arrive as strings or numbers; empty strings count as absent.
+/// Numbers are spelled as the Segment libraries spell them (see
+/// [`number_id`]), so one id sent as `1` and as `1.0` is one id.
 fn id_field(raw: Option<&RawValue>, key: &str) -> Result<Option<String>, Rejection> {
     let Some(raw) = present(raw) else {
         return Ok(None);
@@ -237,12 +258,84 @@ fn id_field(raw: Option<&RawValue>, key: &str) -> Result<Option<String>, Rejecti
         return Ok((!value.is_empty()).then(|| value.into_owned()));
     }
     if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return Ok(Some(text.to_string()));
+        return number_id(text, key).map(Some);
     }
     Err(Rejection::new(
         RejectReason::InvalidField,
         format!("{key} must be a string or a number"),
     ))
+}
+
+/// A JSON number as JavaScript's `String(n)` spells it, which is what the
+/// Segment libraries send when an id is a number: otherwise `1`, `1.0` and
+/// `1e0` would be three people. Integer literals are kept as written (apart
+/// from `-0`): JavaScript would round those beyond 2^53, but the digits are
+/// what the client meant, and rounding would merge distinct ids.
+fn number_id(literal: &str, key: &str) -> Result<String, Rejection> {
+    let digits = literal.strip_prefix('-').unwrap_or(literal);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(if literal == "-0" { "0" } else { literal }.to_string());
+    }
+    // The body is valid JSON, and JSON's number grammar is a subset of
+    // Rust's float syntax.
+    let value: f64 = literal.parse().map_err(|_| {
+        Rejection::new(
+            RejectReason::InvalidField,
+            format!("{key} is not a valid number: {}", truncate(literal, 64)),
+        )
+    })?;
+    if !value.is_finite() {
+        return Err(Rejection::new(
+            RejectReason::InvalidField,
+            format!(
+                "{key} {} is out of range for a number id (not a finite double)",
+                truncate(literal, 64)
+            ),
+        ));
+    }
+    Ok(js_number_string(value))
+}
+
+/// ECMAScript's Number::toString(10) for a finite `value`. Rust's `{:e}`
+/// gives the shortest digits that round-trip, the digits the ECMAScript
+/// algorithm starts from; only their layout differs.
+fn js_number_string(value: f64) -> String {
+    if value == 0.0 {
+        // -0 included: String(-0) is "0".
+        return "0".into();
+    }
+    let sci = format!("{:e}", value.abs());
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    // value = 0.<digits> × 10^n, the n of the ECMAScript algorithm.
+    let n = exponent.parse::<i32>().unwrap_or(0) + 1;
+    let mut out = String::with_capacity(k as usize + 8);
+    if value < 0.0 {
+        out.push('-');
+    }
+    if k <= n && n <= 21 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        out.push_str(&digits[..n as usize]);
+        out.push('.');
+        out.push_str(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(&digits);
+    } else {
+        out.push_str(&digits[..1]);
+        if k > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if n > 0 { '+' } else { '-' });
+        out.push_str(&(n - 1).abs().to_string());
+    }
+    out
 }
 
 fn parse_time(key: &str, raw: &RawValue) -> Result<Option<i64>, Rejection> {

@@ -7,6 +7,7 @@ pub mod columns;
 mod error;
 pub mod query;
 pub mod schema;
+mod sql_guard;
 pub mod table;
 mod yielding;
 

@@ -1,6 +1,7 @@
 //! Read-only SQL (DataFusion dialect) over every table, named `layer.table`.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -8,6 +9,7 @@ use deltalake::arrow::util::pretty::pretty_format_batches;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -125,7 +127,7 @@ impl SqlEngine {
         let timeout = self.limits.statement_timeout;
         let run = Run {
             ctx: self.ctx.clone(),
-            max_memory: self.limits.max_query_memory,
+            limits: self.limits.clone(),
         };
         let sql = sql.to_string();
         // A plan can compute for seconds without yielding; on its own
@@ -139,14 +141,42 @@ impl SqlEngine {
             Err(_) => {
                 // Dropping the plan at its next yield stops all its tasks.
                 abort.abort();
-                Err(Error::QueryTimeout(format!(
-                    "the query was cancelled after {} (sql.statement_timeout)",
-                    humantime::format_duration(timeout)
-                )))
+                Err(timed_out(timeout))
             }
         }
     }
+
+    /// Runs one read-only statement and hands its answer to `each` a batch
+    /// at a time, holding none of it: `strata sql` prints answers larger
+    /// than memory. The statement timeout bounds the time spent computing
+    /// the answer, not the time `each` spends on it (a slow pipe).
+    pub async fn query_each<F>(&self, sql: &str, each: F) -> Result<()>
+    where
+        F: FnMut(RecordBatch) -> Result<()> + Send + 'static,
+    {
+        let run = Run {
+            ctx: self.ctx.clone(),
+            limits: self.limits.clone(),
+        };
+        let sql = sql.to_string();
+        sql_runtime()
+            .spawn(async move { run.each(&sql, each).await })
+            .await
+            .map_err(|e| Error::Query(format!("the query stopped: {e}")))?
+    }
 }
+
+fn timed_out(timeout: std::time::Duration) -> Error {
+    Error::QueryTimeout(format!(
+        "the query was cancelled after {} (sql.statement_timeout)",
+        humantime::format_duration(timeout)
+    ))
+}
+
+/// Stack of each SQL thread: planning recurses once per level of an
+/// expression, and a tree at `max_expression_depth` (or a rejected deeper
+/// one being dropped) must fit. Untouched stack pages cost no memory.
+const SQL_THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// The runtime every query runs on, one worker per core.
 fn sql_runtime() -> &'static tokio::runtime::Runtime {
@@ -156,6 +186,7 @@ fn sql_runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("strata-sql")
+            .thread_stack_size(SQL_THREAD_STACK_BYTES)
             .enable_all()
             .build()
             .expect("the SQL runtime starts")
@@ -165,11 +196,18 @@ fn sql_runtime() -> &'static tokio::runtime::Runtime {
 /// One query's execution, owned so it can move to the SQL runtime.
 struct Run {
     ctx: SessionContext,
-    max_memory: usize,
+    limits: SqlConfig,
 }
 
 impl Run {
-    async fn answer(&self, sql: &str, max_rows: usize) -> Result<Answer> {
+    /// The statement planned and started: its answer, batch by batch, as
+    /// the plan computes it.
+    async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        crate::sql_guard::check(
+            sql,
+            self.limits.max_query_bytes,
+            self.limits.max_expression_depth,
+        )?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -184,10 +222,16 @@ impl Run {
                 Error::Query(text)
             }
         })?;
-        let mut stream = frame
+        frame
             .execute_stream()
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.query_error(e))
+    }
+
+    /// At most `max_rows` rows: the stream is dropped, and its plan
+    /// stopped, as soon as they are read.
+    async fn answer(&self, sql: &str, max_rows: usize) -> Result<Answer> {
+        let mut stream = self.stream(sql).await?;
         let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| self.query_error(e))?;
@@ -203,7 +247,7 @@ impl Run {
             rows += batch.num_rows();
             // The answer is held in memory too, outside DataFusion's pool.
             bytes += batch.get_array_memory_size();
-            if bytes > self.max_memory {
+            if bytes > self.limits.max_query_memory {
                 return Err(self.too_large("its answer"));
             }
             batches.push(batch);
@@ -220,6 +264,29 @@ impl Run {
         })
     }
 
+    /// Only the time spent waiting on the plan counts against the timeout:
+    /// `each` writing to a slow reader does not cancel the statement.
+    async fn each(&self, sql: &str, mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        let timeout = self.limits.statement_timeout;
+        let mut left = timeout;
+        let started = Instant::now();
+        let mut stream = tokio::time::timeout(left, self.stream(sql))
+            .await
+            .map_err(|_| timed_out(timeout))??;
+        left = left.saturating_sub(started.elapsed());
+        loop {
+            let started = Instant::now();
+            let next = tokio::time::timeout(left, stream.next())
+                .await
+                .map_err(|_| timed_out(timeout))?;
+            left = left.saturating_sub(started.elapsed());
+            match next {
+                None => return Ok(()),
+                Some(batch) => each(batch.map_err(|e| self.query_error(e))?)?,
+            }
+        }
+    }
+
     fn query_error(&self, e: DataFusionError) -> Error {
         match e.find_root() {
             DataFusionError::ResourcesExhausted(_) => self.too_large("its work"),
@@ -230,7 +297,7 @@ impl Run {
     fn too_large(&self, what: &str) -> Error {
         Error::QueryTooLarge(format!(
             "the query needs more memory for {what} than sql.max_query_memory ({} MiB); add a LIMIT, filter or aggregate",
-            self.max_memory >> 20
+            self.limits.max_query_memory >> 20
         ))
     }
 }

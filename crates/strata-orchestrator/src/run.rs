@@ -29,7 +29,7 @@ impl RunState {
         }
     }
 
-    pub(crate) fn parse(text: &str) -> Result<Self> {
+    pub fn parse(text: &str) -> Result<Self> {
         Ok(match text {
             "queued" => RunState::Queued,
             "running" => RunState::Running,

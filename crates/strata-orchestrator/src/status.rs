@@ -11,7 +11,7 @@ use strata_batch::dates::format_micros;
 use crate::dag::Graph;
 use crate::error::Result;
 use crate::schedule::Schedule;
-use crate::store::{Counts, Run, RunState, RunStore, micros};
+use crate::store::{Counts, Listing, RunState, RunStore, micros};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionStatus {
@@ -54,14 +54,34 @@ pub struct Report {
     /// Workers (schedulers, backfills) heard from in the last minute.
     pub live_workers: Vec<String>,
     pub models: Vec<ModelStatus>,
+    /// The `offset` of the next page of partitions; `None` on the last.
+    pub next: Option<u64>,
 }
 
 /// Partitions listed per model: every one not succeeded, then successes up
 /// to this many.
-const RECENT_SUCCESSES: usize = 7;
+pub const RECENT_SUCCESSES: u64 = 7;
+
+/// What `strata status` lists: every partition not succeeded, then the
+/// newest successes, of every model.
+pub fn everything() -> Listing {
+    Listing {
+        successes: RECENT_SUCCESSES,
+        ..Listing::default()
+    }
+}
 
 /// The report under a config's schedules and funnels, as of now.
 pub async fn report_for(config: &strata_core::Config, store: &RunStore) -> Result<Report> {
+    page_for(config, store, &everything()).await
+}
+
+/// As [`report_for`], with the partitions `listing` asks for.
+pub async fn page_for(
+    config: &strata_core::Config,
+    store: &RunStore,
+    listing: &Listing,
+) -> Result<Report> {
     let funnel_days = crate::dag::funnel_days(config);
     let schedules =
         crate::SchedulerConfig::from_config(&config.orchestrator, funnel_days)?.schedules;
@@ -70,24 +90,34 @@ pub async fn report_for(config: &strata_core::Config, store: &RunStore) -> Resul
         &schedules,
         &Graph::new(funnel_days),
         crate::store::now_micros(),
+        listing,
     )
     .await
 }
 
+/// Counts and freshness come from aggregates in the store, and only the
+/// partitions listed are read.
 pub async fn report(
     store: &RunStore,
     schedules: &[Schedule],
     graph: &Graph,
     now: i64,
+    listing: &Listing,
 ) -> Result<Report> {
-    let latest = store.latest().await?;
-    let successes: BTreeMap<(String, String), Run> = store
-        .last_successes()
-        .await?
-        .into_iter()
-        .map(|r| ((r.key.model.clone(), r.key.partition.clone()), r))
-        .collect();
-    let mut next: BTreeMap<String, i64> = BTreeMap::new();
+    let mut counts = store.latest_counts().await?;
+    let mut successes = store.successes().await?;
+    // One more than asked for says whether a next page exists.
+    let mut asked = listing.clone();
+    asked.limit = listing.limit.map(|n| n.saturating_add(1));
+    let mut listed = store.listing(&asked).await?;
+    let next = match listing.limit {
+        Some(limit) if listed.len() as u64 > limit => {
+            listed.truncate(limit as usize);
+            Some(listing.offset + limit)
+        }
+        _ => None,
+    };
+    let mut next_run: BTreeMap<String, i64> = BTreeMap::new();
     for schedule in schedules {
         let last = store
             .schedule_last_fire(&schedule.name)
@@ -95,66 +125,43 @@ pub async fn report(
             .unwrap_or_else(|| schedule.latest_at(now));
         if let Some(at) = schedule.next_run(last) {
             for model in &schedule.models {
-                let entry = next.entry(model.name()).or_insert(at);
+                let entry = next_run.entry(model.name()).or_insert(at);
                 *entry = (*entry).min(at);
             }
         }
     }
-    let mut by_model: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
-    for run in &latest {
-        by_model.entry(run.key.model.clone()).or_default().push(run);
+    let mut by_model: BTreeMap<String, Vec<PartitionStatus>> = BTreeMap::new();
+    for (r, last_success) in listed {
+        by_model
+            .entry(r.key.model.clone())
+            .or_default()
+            .push(PartitionStatus {
+                not_before: (r.state == RunState::Queued).then(|| format_micros(r.not_before)),
+                partition: r.key.partition,
+                state: r.state,
+                attempts: r.attempts,
+                reason: r.reason,
+                worker: r.worker,
+                error: r.error,
+                started_at: r.started_at.map(format_micros),
+                finished_at: r.finished_at.map(format_micros),
+                last_success_at: last_success.map(format_micros),
+                rows_written: r.rows_written,
+            });
     }
     let mut models = Vec::new();
     // silver.identity is built with silver.events, never as a run of its own.
     for model in Model::ALL.into_iter().filter(|m| *m != Model::Identity) {
         let name = model.name();
-        let runs = by_model.remove(&name).unwrap_or_default();
-        let mut counts = Counts::default();
-        for run in &runs {
-            counts.add(run.state, 1);
-        }
-        let own_successes: Vec<&Run> = successes.values().filter(|r| r.key.model == name).collect();
-        let last_success = own_successes.iter().filter_map(|r| r.finished_at).max();
-        let newest_partition = own_successes.iter().map(|r| r.key.partition.clone()).max();
-        let mut listed: Vec<&Run> = runs
-            .iter()
-            .copied()
-            .filter(|r| r.state != RunState::Succeeded)
-            .collect();
-        let mut done: Vec<&Run> = runs
-            .iter()
-            .copied()
-            .filter(|r| r.state == RunState::Succeeded)
-            .collect();
-        done.sort_by(|a, b| b.key.partition.cmp(&a.key.partition));
-        listed.extend(done.into_iter().take(RECENT_SUCCESSES));
-        let partitions = listed
-            .into_iter()
-            .map(|r| PartitionStatus {
-                partition: r.key.partition.clone(),
-                state: r.state,
-                attempts: r.attempts,
-                reason: r.reason.clone(),
-                worker: r.worker.clone(),
-                error: r.error.clone(),
-                started_at: r.started_at.map(format_micros),
-                finished_at: r.finished_at.map(format_micros),
-                not_before: (r.state == RunState::Queued).then(|| format_micros(r.not_before)),
-                last_success_at: successes
-                    .get(&(r.key.model.clone(), r.key.partition.clone()))
-                    .and_then(|s| s.finished_at)
-                    .map(format_micros),
-                rows_written: r.rows_written,
-            })
-            .collect();
+        let done = successes.remove(&name).unwrap_or_default();
         models.push(ModelStatus {
             level: graph.level(model),
-            partitions_by_state: counts,
-            last_success_at: last_success.map(format_micros),
-            freshness_seconds: last_success.map(|t| (now - t) / 1_000_000),
-            newest_partition,
-            next_scheduled_at: next.get(&name).copied().map(format_micros),
-            partitions,
+            partitions_by_state: counts.remove(&name).unwrap_or_default(),
+            last_success_at: done.last_finished_at.map(format_micros),
+            freshness_seconds: done.last_finished_at.map(|t| (now - t) / 1_000_000),
+            newest_partition: done.newest_partition,
+            next_scheduled_at: next_run.get(&name).copied().map(format_micros),
+            partitions: by_model.remove(&name).unwrap_or_default(),
             model: name,
         });
     }
@@ -168,5 +175,6 @@ pub async fn report(
             .live_workers(now - micros(std::time::Duration::from_secs(60)))
             .await?,
         models,
+        next,
     })
 }

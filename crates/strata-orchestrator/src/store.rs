@@ -16,15 +16,16 @@ use sqlx::{AnyPool, ConnectOptions, Row};
 use crate::error::{Error, Result};
 pub use crate::run::{ALL, Counts, NewRun, Run, RunKey, RunState};
 use crate::run::{RUN_COLUMNS, run_of};
+pub use listing::{Listing, Successes};
 
 mod backfills;
+mod listing;
 mod workers;
 
-/// Keeps a run `r` only when no later run of its partition exists.
-const NEWEST_OF_ITS_PARTITION: &str = "AND NOT EXISTS (SELECT 1 FROM runs s \
+/// True of a run `r` when no later run of its partition exists.
+const IS_NEWEST: &str = "NOT EXISTS (SELECT 1 FROM runs s \
      WHERE s.model = r.model AND s.partition_key = r.partition_key \
-     AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id))) \
-     ORDER BY model, partition_key";
+     AND (s.enqueued_at > r.enqueued_at OR (s.enqueued_at = r.enqueued_at AND s.id > r.id)))";
 
 /// Versioned migrations, applied in order and recorded with their checksums.
 const MIGRATIONS: &[(i64, &str, &str)] =
@@ -461,15 +462,17 @@ impl RunStore {
 
     /// The newest run of every partition that has one.
     pub async fn latest(&self) -> Result<Vec<Run>> {
-        self.select(&format!("r WHERE 1 = 1 {NEWEST_OF_ITS_PARTITION}"))
-            .await
+        self.select(&format!(
+            "r WHERE {IS_NEWEST} ORDER BY model, partition_key"
+        ))
+        .await
     }
 
     /// Partitions whose newest run failed or was blocked: what reads them
     /// is blocked until they are run again.
     pub async fn broken(&self) -> Result<Vec<Run>> {
         self.select(&format!(
-            "r WHERE state IN ('failed', 'blocked') {NEWEST_OF_ITS_PARTITION}"
+            "r WHERE state IN ('failed', 'blocked') AND {IS_NEWEST} ORDER BY model, partition_key"
         ))
         .await
     }

@@ -23,7 +23,7 @@ use crate::operators::dedup::Dedup;
 use crate::operators::parse::Parse;
 use crate::operators::sink::DeltaSink;
 use crate::operators::source::LogSource;
-use crate::operators::window::{DAY_MICROS, Windows};
+use crate::operators::window::{DAY_MICROS, WindowLimits, Windows};
 use crate::view::{RealtimeHandle, Stats};
 
 /// The name under which the processor reports its progress to the log.
@@ -79,7 +79,13 @@ impl StreamProcessor {
                 micros(config.idle_timeout),
             ),
             dedup: Dedup::new(config.dedup_ttl.as_secs()),
-            windows: Windows::new(micros(config.allowed_lateness), config.max_open_windows),
+            windows: Windows::new(
+                micros(config.allowed_lateness),
+                WindowLimits {
+                    max_open: config.max_open_windows,
+                    max_bytes: config.max_window_state_bytes,
+                },
+            ),
             sink: DeltaSink::open(lake).await?,
             dir,
             epoch: 0,

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Serve the dashboard and /api/* on this address only, not on
+    /// `--listen` (config key `dashboard_listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard_listen: Option<String>,
     /// Run only these roles (repeatable); default all.
     #[arg(long = "role", value_enum, value_name = "R")]
     pub roles: Vec<Role>,
@@ -186,6 +190,17 @@ pub enum BenchCommand {
     /// SIGTERM and kill -9 at chosen moments, then checks that nothing was
     /// lost or doubled and that every table equals a clean rebuild.
     Chaos(BenchChaosArgs),
+    /// Hostile inputs (issue 23), one after another against a `strata serve`
+    /// child: the peak RSS under each, and `/health` checked throughout.
+    Attacks(BenchAttacksArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchAttacksArgs {
+    /// Every attack scaled down about a hundredfold: a check that runs in
+    /// seconds, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Clone, Args)]

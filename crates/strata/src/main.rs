@@ -64,6 +64,9 @@ fn main() {
                 commands::bench_stream::run(&cli.global, args).await
             }
             Command::Bench(BenchCommand::Chaos(args)) => commands::bench_chaos::run(args).await,
+            Command::Bench(BenchCommand::Attacks(args)) => {
+                commands::bench_attacks::run(&cli.global, args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -147,6 +147,9 @@ pub fn open_log(config: &Config, with_stream: bool) -> Result<Arc<EmbeddedLog>> 
 
 pub struct Server {
     pub addr: Option<SocketAddr>,
+    /// Where the dashboard and `/api/*` are served when not on `addr`
+    /// (`dashboard_listen`).
+    pub dashboard_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
     signals: Signals,
@@ -211,14 +214,11 @@ impl Server {
             }));
         }
 
-        let mut http = None;
+        let mut http = Vec::new();
         let mut addr = None;
+        let mut dashboard_addr = None;
         if has(Role::Collector) {
-            let listener = tokio::net::TcpListener::bind(&config.listen)
-                .await
-                .map_err(|e| {
-                    CliError::Runtime(format!("cannot listen on {}: {e}", config.listen))
-                })?;
+            let listener = bind(&config.listen, "").await?;
             addr = listener.local_addr().ok();
             let collector = Collector::new(&config.sources, dyn_log(), config.collector.clone());
             let mut api = strata_api::Api::builder(config.clone());
@@ -228,20 +228,35 @@ impl Server {
             if let Some(store) = store.clone() {
                 api = api.with_store(store);
             }
-            let app =
-                strata_collector::router(collector.clone()).merge(strata_api::router(api.build()));
-            let mut http_stop = stop_rx.clone();
+            let api = strata_api::router(api.build());
+            let ingest = strata_collector::router(collector.clone());
             let header_read_timeout = config.collector.header_read_timeout;
-            http = Some((
-                collector.clone(),
-                tokio::spawn(async move {
-                    let stopped = async move {
-                        let _ = http_stop.wait_for(|stop| *stop).await;
-                        collector.set_ready(false);
-                    };
-                    strata_collector::serve(listener, app, header_read_timeout, stopped).await
-                }),
-            ));
+            // With dashboard_listen the listen port serves ingestion only:
+            // the dashboard and /api/* answer 404 there.
+            let app = match &config.dashboard_listen {
+                None => ingest.merge(api),
+                Some(address) => {
+                    let listener = bind(address, " (dashboard_listen)").await?;
+                    dashboard_addr = listener.local_addr().ok();
+                    let mut http_stop = stop_rx.clone();
+                    http.push(tokio::spawn(async move {
+                        let stopped = async move {
+                            let _ = http_stop.wait_for(|stop| *stop).await;
+                        };
+                        strata_collector::serve(listener, api, header_read_timeout, stopped).await
+                    }));
+                    ingest
+                }
+            };
+            warn_if_public(dashboard_addr.or(addr), config.dashboard_listen.is_some());
+            let mut http_stop = stop_rx.clone();
+            http.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = http_stop.wait_for(|stop| *stop).await;
+                    collector.set_ready(false);
+                };
+                strata_collector::serve(listener, app, header_read_timeout, stopped).await
+            }));
         }
 
         // The log's consumers drain and stop together, after the HTTP server.
@@ -265,7 +280,7 @@ impl Server {
         let mut stop_rx = stop_rx;
         let task = tokio::spawn(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
-            if let Some((_, http)) = http {
+            for http in http {
                 match http.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "http server failed"),
@@ -285,6 +300,7 @@ impl Server {
         });
         Ok(Server {
             addr,
+            dashboard_addr,
             stop,
             task,
             signals,
@@ -308,6 +324,35 @@ impl Server {
         tracing::info!("shutting down: draining requests and committing bronze");
         self.stop();
         self.wait().await
+    }
+}
+
+async fn bind(address: &str, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| CliError::Runtime(format!("cannot listen on {address}{what}: {e}")))
+}
+
+/// The dashboard and `/api/*` have no login: on an address other machines
+/// reach, they publish every figure. Often unintended: `listen` is opened
+/// for browsers' SDKs and the dashboard comes along.
+fn warn_if_public(dashboard: Option<SocketAddr>, separate: bool) {
+    let Some(at) = dashboard.filter(|a| !a.ip().is_loopback()) else {
+        return;
+    };
+    if separate {
+        tracing::warn!(
+            "the dashboard and /api/* are served on {at} (dashboard_listen), not a loopback \
+             address: whoever reaches it reads all analytics; set dashboard_listen to a \
+             127.0.0.1 address and put a proxy with its own login in front to share it"
+        );
+    } else {
+        tracing::warn!(
+            "the dashboard and /api/* are served on {at} with ingestion, not a loopback \
+             address: whoever reaches it reads all analytics; to keep them private, set \
+             dashboard_listen = \"127.0.0.1:8081\" in the config (or --dashboard-listen) \
+             and only /v1/*, /health, /ready and /metrics stay on {at}"
+        );
     }
 }
 

@@ -5,6 +5,7 @@ pub mod active_users;
 pub mod experiments;
 pub mod funnels;
 pub mod pipeline;
+pub mod realtime;
 pub mod retention;
 pub mod sessions;
 

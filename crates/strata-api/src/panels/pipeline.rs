@@ -14,7 +14,7 @@ use strata_lake::query::LAYERS;
 use strata_lake::schema::{BRONZE_QUARANTINE, TableDef};
 use strata_orchestrator::RunState;
 use strata_orchestrator::status::Report;
-use strata_orchestrator::store::Counts;
+use strata_orchestrator::store::{Counts, Listing};
 use tokio::sync::Mutex;
 
 use crate::error::Result;
@@ -36,6 +36,19 @@ pub struct ModelRuns {
     pub partitions_by_state: Counts,
     pub next_scheduled_at: Option<String>,
     pub problems: Vec<Problem>,
+}
+
+/// Failed or blocked partitions shown per model: the counts say how many
+/// there are, and a backfill gone wrong must not make the panel list them all.
+pub const PROBLEMS_PER_MODEL: u64 = 20;
+
+/// The partitions the panel lists: each model's failed and blocked ones.
+pub fn problems() -> Listing {
+    Listing {
+        states: vec![RunState::Failed, RunState::Blocked],
+        per_model: Some(PROBLEMS_PER_MODEL),
+        ..Listing::default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -220,3 +220,56 @@ async fn sql_answers_columns_and_typed_rows_and_caps_the_row_count() {
     assert_eq!(big["rows"].as_array().unwrap().len(), 10_000);
     assert_eq!(big["truncated"], true);
 }
+
+#[tokio::test]
+async fn a_backfill_covers_at_most_366_days_from_1970_to_tomorrow() {
+    let api = serve(true, async |_: &Lake| {}).await;
+    let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    let after_tomorrow = tomorrow + chrono::Days::new(1);
+    for (from, to, says) in [
+        // 2024 is a leap year: 2024-01-01 to 2025-01-01 is 367 days.
+        ("2024-01-01", "2025-01-01".to_string(), "is 367 days"),
+        ("1900-01-01", "1900-01-02".to_string(), "before 1970-01-01"),
+        ("1969-12-31", "1970-01-01".to_string(), "before 1970-01-01"),
+        ("2026-03-01", after_tomorrow.to_string(), "after tomorrow"),
+    ] {
+        let body = format!(r#"{{"model":"all","from":"{from}","to":"{to}"}}"#);
+        let (status, said) = api.post("/api/backfill", Some(TOKEN), &body).await;
+        assert_eq!(status, 400, "{body}: {said}");
+        let error = said["error"].as_str().unwrap();
+        assert!(error.contains(says), "{body}: {error}");
+        if says.starts_with("is ") {
+            assert!(error.contains("at most 366 days"), "{error}");
+        }
+    }
+    assert!(api.store.pending().await.unwrap().is_empty());
+    let (status, said) = api
+        .post(
+            "/api/runs",
+            Some(TOKEN),
+            r#"{"model":"gold.retention","date":"1900-01-01"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{said}");
+    assert!(api.store.pending().await.unwrap().is_empty());
+
+    // A leap year whole is 366 days, one partition each.
+    let (status, said) = api
+        .post(
+            "/api/backfill",
+            Some(TOKEN),
+            r#"{"model":"gold.daily_active_users","from":"2024-01-01","to":"2024-12-31"}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{said}");
+    assert_eq!(said["runs"], 366);
+    // From 1970-01-01, and up to tomorrow, are accepted.
+    for body in [
+        r#"{"model":"gold.daily_active_users","from":"1970-01-01","to":"1970-01-01"}"#.to_string(),
+        format!(r#"{{"model":"gold.daily_active_users","from":"{tomorrow}","to":"{tomorrow}"}}"#),
+    ] {
+        let (status, said) = api.post("/api/backfill", Some(TOKEN), &body).await;
+        assert_eq!((status, &said["runs"]), (202, &json!(1)), "{body}: {said}");
+    }
+    assert_eq!(api.store.pending().await.unwrap().len(), 368);
+}

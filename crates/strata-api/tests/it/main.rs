@@ -7,5 +7,6 @@ mod dashboard;
 mod hosts;
 mod pipeline;
 mod products;
+mod runs;
 mod sql_limits;
 mod support;

@@ -117,3 +117,36 @@ async fn calls_beyond_max_concurrent_queries_are_503_with_retry_after() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// A thousand billion rows asked for: the answer stops at 10,000 and says
+/// so, at once. Were the rows collected before truncating, the statement
+/// would run into its timeout instead (and hold every row meanwhile).
+#[tokio::test]
+async fn a_huge_answer_stops_at_the_row_limit() {
+    let api = serve_configured(
+        true,
+        |c| c.sql.statement_timeout = Duration::from_secs(10),
+        async |_: &Lake| {},
+    )
+    .await;
+    let started = Instant::now();
+    let (status, said) = api
+        .post(
+            "/api/sql",
+            Some(TOKEN),
+            r#"{"query":"select * from generate_series(1, 1000000000000)"}"#,
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{said}");
+    let rows = said["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10_000);
+    assert_eq!(rows[0][0], 1);
+    assert_eq!(rows[9_999][0], 10_000);
+    assert_eq!(said["truncated"], true);
+    assert_eq!(said["columns"], serde_json::json!(["value"]));
+}

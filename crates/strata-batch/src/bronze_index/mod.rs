@@ -20,12 +20,13 @@ use deltalake::arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBat
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use futures::StreamExt;
+use strata_core::event::id_key;
 use strata_lake::schema::BRONZE_EVENTS;
 
 pub use links::Link;
 use links::LinkTally;
 use store::{Meta, Store};
-use winners::{Key, Winner, Winners, key_of};
+use winners::{Key, Winner, Winners};
 
 use crate::dates::{Day, day_of_micros};
 use crate::error::{Error, Result};
@@ -210,7 +211,7 @@ impl BronzeIndex {
             let best = &group[0];
             self.losers
                 .extend(group[1..].iter().map(|c| c.winner.position()));
-            match cursor.get(&best.key) {
+            match cursor.get(best.key) {
                 Some(old) if !best.winner.beats(&old) => {
                     self.losers.insert(best.winner.position());
                 }
@@ -225,7 +226,7 @@ impl BronzeIndex {
                         .entry(best.winner.day)
                         .or_default()
                         .insert(best.ingest_day);
-                    updates.push((best.key.clone(), best.winner));
+                    updates.push((best.key, best.winner));
                 }
             }
         }
@@ -276,7 +277,7 @@ impl BronzeIndex {
             let end = self.ends.entry(partition).or_insert(0);
             *end = (*end).max(offset + 1);
             copies.push(Copy {
-                key: key_of(ids.value(i)),
+                key: id_key(ids.value(i)),
                 winner: Winner {
                     received_at: received.value(i),
                     partition,
@@ -347,8 +348,8 @@ struct Resolved {
 /// is the one received first (ties by log position).
 fn sort_by_arrival(copies: &mut [Copy]) {
     copies.sort_unstable_by(|a, b| {
-        (&a.key, a.winner.received_at, a.winner.position()).cmp(&(
-            &b.key,
+        (a.key, a.winner.received_at, a.winner.position()).cmp(&(
+            b.key,
             b.winner.received_at,
             b.winner.position(),
         ))
@@ -381,7 +382,7 @@ fn resolve(mut copies: Vec<Copy>) -> Resolved {
         }
         out.losers
             .extend(group[1..].iter().map(|c| c.winner.position()));
-        sorted.push((winner.key.clone(), winner.winner));
+        sorted.push((winner.key, winner.winner));
     }
     drop(copies);
     out.winners = Winners::from_sorted(sorted);

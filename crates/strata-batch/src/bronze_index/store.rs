@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 
 /// Bumped when the layout of the files changes; an index of an older
 /// version is rebuilt from bronze, one of a newer version refused.
-const VERSION: u32 = 1;
+/// 2: deltas keyed by `strata_core::event::id_key` (128 bits) like the
+/// base, instead of event ids as text.
+const VERSION: u32 = 2;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Meta {

@@ -1,13 +1,11 @@
-//! The winning copy of every event id seen so far: a sorted base of UUID
+//! The winning copy of every event id seen so far: a sorted base of 128-bit
 //! keys (read in one sequential pass when merging) plus an overlay of the
 //! entries changed since the base was written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
-};
+use deltalake::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt64Array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::Position;
@@ -15,26 +13,12 @@ use crate::dates::Day;
 use crate::error::{Error, Result};
 use crate::io::column;
 
-/// Event ids are UUIDs almost always; comparing 16 bytes instead of strings
-/// keeps the sort of ten million ids cheap. Anything else is kept verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Key {
-    Uuid(u128),
-    Text(Box<str>),
-}
-
-pub fn key_of(id: &str) -> Key {
-    if id.len() == 36 {
-        if let Ok(uuid) = uuid::Uuid::try_parse(id) {
-            // The text form is canonical only in lower case; keep other
-            // spellings distinct, as the string comparison would.
-            if uuid.hyphenated().to_string() == id {
-                return Key::Uuid(uuid.as_u128());
-            }
-        }
-    }
-    Key::Text(id.into())
-}
+/// An event id as `strata_core::event::id_key` keys it, as the realtime
+/// path does: comparing 16 bytes instead of strings keeps the sort of ten
+/// million ids cheap, and ids that are not UUIDs (upper-case iOS ids,
+/// `ajs-…` ids) are folded into the base like any other instead of being
+/// held as text forever.
+pub type Key = u128;
 
 /// The copy of an event id that silver keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,39 +100,29 @@ pub struct Cursor<'a> {
 
 impl Cursor<'_> {
     /// The current winner of `key`; keys must come in ascending order.
-    pub fn get(&mut self, key: &Key) -> Option<Winner> {
-        if let Some(w) = self.winners.overlay.get(key) {
+    pub fn get(&mut self, key: Key) -> Option<Winner> {
+        if let Some(w) = self.winners.overlay.get(&key) {
             return Some(*w);
         }
-        let Key::Uuid(k) = key else { return None };
         let base = &self.winners.base;
-        while self.next < base.len() && base.key(self.next) < *k {
+        while self.next < base.len() && base.key(self.next) < key {
             self.next += 1;
         }
-        (self.next < base.len() && base.key(self.next) == *k).then(|| base.winner(self.next))
+        (self.next < base.len() && base.key(self.next) == key).then(|| base.winner(self.next))
     }
 }
 
 impl Winners {
     /// From winners sorted by key, as the full build produces them.
     pub fn from_sorted(sorted: Vec<(Key, Winner)>) -> Self {
-        let mut winners = Winners::default();
-        let uuids = sorted
-            .iter()
-            .filter(|(k, _)| matches!(k, Key::Uuid(_)))
-            .count();
-        let mut columns = Columns::with_capacity(uuids);
+        let mut columns = Columns::with_capacity(sorted.len());
         for (key, winner) in sorted {
-            match key {
-                Key::Uuid(k) => columns.push(k, &winner),
-                text => {
-                    winners.overlay.insert(text.clone(), winner);
-                    winners.changed.push(text);
-                }
-            }
+            columns.push(key, &winner);
         }
-        winners.base = columns.finish();
-        winners
+        Winners {
+            base: columns.finish(),
+            ..Winners::default()
+        }
     }
 
     pub fn cursor(&self) -> Cursor<'_> {
@@ -159,7 +133,7 @@ impl Winners {
     }
 
     pub fn set(&mut self, key: Key, winner: Winner) {
-        self.overlay.insert(key.clone(), winner);
+        self.overlay.insert(key, winner);
         self.changed.push(key);
     }
 
@@ -168,22 +142,19 @@ impl Winners {
         self.base.len() + self.overlay.len()
     }
 
+    #[cfg(test)]
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
     /// Whether the overlay has grown enough that a new base pays for itself.
     pub fn wants_compaction(&self) -> bool {
         self.overlay.len() > 500_000 && self.overlay.len() * 4 > self.base.len()
     }
 
-    /// The base merged with the overlay's UUID keys; text keys stay in
-    /// the overlay, all of them marked changed so the next delta holds them.
+    /// The base merged with the overlay, which is left empty.
     pub fn compact(&mut self) {
-        let mut extra: Vec<(u128, Winner)> = self
-            .overlay
-            .iter()
-            .filter_map(|(k, w)| match k {
-                Key::Uuid(u) => Some((*u, *w)),
-                Key::Text(_) => None,
-            })
-            .collect();
+        let mut extra: Vec<(u128, Winner)> = self.overlay.drain().collect();
         extra.sort_unstable_by_key(|(k, _)| *k);
         let base = std::mem::take(&mut self.base);
         let mut columns = Columns::with_capacity(base.len() + extra.len());
@@ -205,8 +176,7 @@ impl Winners {
             columns.push(*k, w);
         }
         self.base = columns.finish();
-        self.overlay.retain(|k, _| matches!(k, Key::Text(_)));
-        self.changed = self.overlay.keys().cloned().collect();
+        self.changed.clear();
     }
 
     pub fn base_batch(&self) -> Result<RecordBatch> {
@@ -237,24 +207,25 @@ impl Winners {
         Ok(())
     }
 
-    /// The entries changed since the last save, keys as text.
+    /// The entries changed since the last save, in the layout of the base.
     pub fn delta_batch(&self) -> Result<RecordBatch> {
         let mut seen = std::collections::HashSet::new();
-        let keys: Vec<&Key> = self.changed.iter().filter(|k| seen.insert(*k)).collect();
-        let winners: Vec<Winner> = keys.iter().map(|k| self.overlay[*k]).collect();
-        let ids: StringArray = keys
+        let keys: Vec<Key> = self
+            .changed
             .iter()
-            .map(|k| {
-                Some(match k {
-                    Key::Uuid(u) => uuid::Uuid::from_u128(*u).hyphenated().to_string(),
-                    Key::Text(t) => t.to_string(),
-                })
-            })
+            .copied()
+            .filter(|k| seen.insert(*k))
             .collect();
+        let winners: Vec<Winner> = keys.iter().map(|k| self.overlay[k]).collect();
         Ok(RecordBatch::try_new(
-            delta_schema(),
+            base_schema(),
             vec![
-                Arc::new(ids) as ArrayRef,
+                Arc::new(UInt64Array::from_iter_values(
+                    keys.iter().map(|k| (k >> 64) as u64),
+                )) as ArrayRef,
+                Arc::new(UInt64Array::from_iter_values(
+                    keys.iter().map(|k| *k as u64),
+                )),
                 Arc::new(Int64Array::from_iter_values(
                     winners.iter().map(|w| w.received_at),
                 )),
@@ -271,19 +242,20 @@ impl Winners {
 
     /// Applies a saved delta on top of what is loaded (later deltas win).
     pub fn load_delta(&mut self, batch: &RecordBatch) -> Result<()> {
-        if batch.schema().fields().len() != 5 {
+        if batch.schema().fields() != base_schema().fields() {
             return Err(Error::Invalid(
                 "bronze index delta has an unknown layout".into(),
             ));
         }
-        let ids = column::strings_at(batch, 0)?;
-        let received = column::longs_at(batch, 1)?;
-        let partition = column::ints_at(batch, 2)?;
-        let offset = column::longs_at(batch, 3)?;
-        let day = column::ints_at(batch, 4)?;
+        let hi = column::unsigned_longs_at(batch, 0)?;
+        let lo = column::unsigned_longs_at(batch, 1)?;
+        let received = column::longs_at(batch, 2)?;
+        let partition = column::ints_at(batch, 3)?;
+        let offset = column::longs_at(batch, 4)?;
+        let day = column::ints_at(batch, 5)?;
         for i in 0..batch.num_rows() {
             self.overlay.insert(
-                key_of(ids.value(i)),
+                ((hi.value(i) as u128) << 64) | lo.value(i) as u128,
                 Winner {
                     received_at: received.value(i),
                     partition: partition.value(i),
@@ -361,15 +333,10 @@ pub fn base_schema() -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
-pub fn delta_schema() -> Arc<Schema> {
-    let mut fields = vec![Field::new("event_id", DataType::Utf8, false)];
-    fields.extend(winner_fields());
-    Arc::new(Schema::new(fields))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_core::event::id_key as key_of;
 
     fn w(received_at: i64, offset: i64) -> Winner {
         Winner {
@@ -411,13 +378,14 @@ mod tests {
             keys.sort_by(|a, b| a.0.cmp(&b.0));
             let mut cursor = winners.cursor();
             for (key, expected) in keys {
-                assert_eq!(cursor.get(&key), expected, "{key:?}");
+                assert_eq!(cursor.get(key), expected, "{key:?}");
             }
         };
         check(&winners);
         winners.compact();
         check(&winners);
         assert_eq!(winners.len(), 5);
+        assert_eq!(winners.overlay_len(), 0, "text ids are compacted too");
     }
 
     #[test]

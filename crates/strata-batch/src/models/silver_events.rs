@@ -47,6 +47,20 @@ pub fn session_id(person_id: &str, first_event_id: &str) -> String {
         .to_string()
 }
 
+/// The `person_id` of a user: the user id itself (SPEC §4), unless it
+/// starts with `anon:` or `user:`. Anonymous persons are `anon:` + their
+/// anonymous id, so a user id `anon:X` would otherwise be the same person as
+/// the anonymous visitor `X`; those ids become `user:` + the id, and so do
+/// ids already starting with `user:`, so that no two users share a person
+/// either. Every other user id, ordinary data, is its own person id.
+pub fn user_person_id(user_id: &str) -> Cow<'_, str> {
+    if user_id.starts_with("anon:") || user_id.starts_with("user:") {
+        Cow::Owned(format!("user:{user_id}"))
+    } else {
+        Cow::Borrowed(user_id)
+    }
+}
+
 /// The last event of each person late on a date, for the next date's sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tail {
@@ -216,11 +230,11 @@ fn assemble(
         .map(|&(b, i)| {
             let c = &columns[b];
             if c.user.is_valid(i) {
-                Cow::Borrowed(c.user.value(i))
+                user_person_id(c.user.value(i))
             } else if c.anon.is_valid(i) {
                 let anon = c.anon.value(i);
                 match links.get(anon) {
-                    Some(link) => Cow::Borrowed(link.user_id.as_str()),
+                    Some(link) => user_person_id(&link.user_id),
                     None => Cow::Owned(format!("anon:{anon}")),
                 }
             } else {

@@ -58,11 +58,13 @@ async fn generated_traffic_matches_a_plain_sql_reference() {
          firsts AS (SELECT * FROM copies WHERE copy = 1), \
          links AS (SELECT anonymous_id, user_id, row_number() OVER (PARTITION BY anonymous_id \
            ORDER BY event_ts, event_id) AS n FROM firsts \
-           WHERE user_id IS NOT NULL AND anonymous_id IS NOT NULL) \
-         SELECT f.event_id, coalesce(f.user_id, l.user_id, 'anon:' || f.anonymous_id) AS person_id, \
-           f.received_at, f.log_partition, f.log_offset \
-         FROM firsts f LEFT JOIN links l ON l.n = 1 AND f.user_id IS NULL AND l.anonymous_id = f.anonymous_id \
-         ORDER BY f.event_id",
+           WHERE user_id IS NOT NULL AND anonymous_id IS NOT NULL), \
+         persons AS (SELECT f.*, coalesce(f.user_id, l.user_id) AS u FROM firsts f \
+           LEFT JOIN links l ON l.n = 1 AND f.user_id IS NULL AND l.anonymous_id = f.anonymous_id) \
+         SELECT event_id, CASE WHEN u LIKE 'anon:%' OR u LIKE 'user:%' THEN 'user:' || u \
+           ELSE coalesce(u, 'anon:' || anonymous_id) END AS person_id, \
+           received_at, log_partition, log_offset \
+         FROM persons ORDER BY event_id",
     )
     .await;
     let built = csv(

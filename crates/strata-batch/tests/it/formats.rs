@@ -73,7 +73,7 @@ async fn a_bronze_index_of_a_newer_format_stops_the_run() {
     let text = err.to_string();
     assert!(
         text.contains("the bronze index at ")
-            && text.contains("has format version 9, newer than version 1"),
+            && text.contains("has format version 9, newer than version 2"),
         "{text}"
     );
 }

@@ -30,6 +30,7 @@ pub fn generated(users: u32, days: u32, seed: u64) -> Vec<(u32, u64, BronzeEvent
             implied_type: None,
             batch_context: None,
             batch_sent_at: None,
+            max_event_name_bytes: strata_core::normalize::DEFAULT_MAX_EVENT_NAME_BYTES,
         };
         let Ok(event) = normalize(&text, &envelope) else {
             continue;

@@ -4,5 +4,6 @@ mod formats;
 mod golden;
 mod harness;
 mod idempotency;
+mod ids;
 mod incremental;
 mod index;

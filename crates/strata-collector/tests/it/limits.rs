@@ -118,3 +118,131 @@ async fn overload_is_503_with_retry_after() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+fn ones(n: usize) -> String {
+    format!("{{\"batch\":[{}]}}", vec!["1"; n].join(","))
+}
+
+#[tokio::test]
+async fn a_batch_of_more_than_2000_items_is_413_and_quarantined_once() {
+    let h = Harness::start().await;
+    let body = ones(2_001);
+    let (status, v) = json_of(
+        h.post_auth("/v1/batch")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"], "too_many_items");
+    assert!(h.events().await.is_empty());
+    let q = h.quarantined().await;
+    assert_eq!(
+        q.len(),
+        1,
+        "one row for the whole request, not one per item"
+    );
+    assert_eq!(q[0].reason, RejectReason::TooManyItems);
+    assert_eq!(q[0].reason.as_str(), "too_many_items");
+    assert_eq!(q[0].raw, body);
+    assert!(q[0].detail.contains("2001"), "{}", q[0].detail);
+
+    // At the limit each item is judged on its own: 2,000 rejected `1`s.
+    let (status, v) = json_of(
+        h.post_auth("/v1/batch")
+            .body(ones(2_000))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v, json!({"success": true, "accepted": 0, "rejected": 2000}));
+}
+
+#[tokio::test]
+async fn max_batch_items_is_configurable_and_valid_items_are_not_accepted_either() {
+    let h = Harness::with_limits(CollectorConfig {
+        max_batch_items: 2,
+        ..CollectorConfig::default()
+    })
+    .await;
+    let track = |id: &str| json!({"type": "track", "userId": "u", "event": "A", "messageId": id});
+    let request = json!({"batch": [track("m1"), track("m2"), track("m3")]});
+    let (status, v) = json_of(
+        h.post_auth("/v1/batch")
+            .body(serde_json::to_vec(&request).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(v["error"], "too_many_items");
+    assert!(h.events().await.is_empty());
+    assert_eq!(h.quarantined().await.len(), 1);
+    let request = json!({"batch": [track("m1"), track("m2")]});
+    let r = h
+        .post_auth("/v1/batch")
+        .body(serde_json::to_vec(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(h.events().await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_event_name_over_256_bytes_is_quarantined_and_the_rest_accepted() {
+    let h = Harness::start().await;
+    let at_limit = "n".repeat(256);
+    let over = "n".repeat(257);
+    let request = json!({"batch": [
+        {"type": "track", "userId": "u", "event": at_limit, "messageId": "ok"},
+        {"type": "track", "userId": "u", "event": over, "messageId": "long"}
+    ]});
+    let (status, v) = json_of(
+        h.post_auth("/v1/batch")
+            .body(serde_json::to_vec(&request).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v, json!({"success": true, "accepted": 1, "rejected": 1}));
+    let events = h.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_name, at_limit);
+    let q = h.quarantined().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, RejectReason::EventNameTooLong);
+    assert!(q[0].raw.contains("\"long\""));
+}
+
+#[tokio::test]
+async fn max_event_name_bytes_is_configurable() {
+    let h = Harness::with_limits(CollectorConfig {
+        max_event_name_bytes: 5,
+        ..CollectorConfig::default()
+    })
+    .await;
+    for (name, accepted) in [("Click", 1), ("Clicks", 0)] {
+        let (status, v) = json_of(
+            h.post_auth("/v1/track")
+                .body(serde_json::to_vec(&json!({"userId": "u", "event": name})).unwrap())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(v["accepted"], accepted, "{name}");
+    }
+    let q = h.quarantined().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, RejectReason::EventNameTooLong);
+}

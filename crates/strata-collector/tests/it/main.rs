@@ -1,5 +1,6 @@
 //! Real HTTP on loopback against a real embedded log.
 
+mod cors;
 mod harness;
 mod hostile;
 mod ingest;

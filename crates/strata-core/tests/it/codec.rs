@@ -77,3 +77,58 @@ proptest! {
         prop_assert!(LogRecord::decode(&bytes[..at]).is_err());
     }
 }
+
+/// A reason's byte in the log is its position in the codec's table: new
+/// reasons are appended, so records already in a log decode as they did.
+#[test]
+fn every_reason_round_trips_and_keeps_its_byte() {
+    let bytes = [
+        (RejectReason::InvalidJson, 0u8),
+        (RejectReason::NotSegmentPayload, 1),
+        (RejectReason::RequestTooLarge, 2),
+        (RejectReason::MessageTooLarge, 3),
+        (RejectReason::MissingIdentity, 4),
+        (RejectReason::UnknownType, 5),
+        (RejectReason::MissingEvent, 6),
+        (RejectReason::InvalidField, 7),
+        (RejectReason::EventTsTooOld, 8),
+        (RejectReason::EventNameTooLong, 9),
+        (RejectReason::TooManyItems, 10),
+    ];
+    for (reason, byte) in bytes {
+        let record = LogRecord::Quarantine(QuarantineRecord {
+            received_at: 7,
+            source: "web".into(),
+            reason,
+            detail: "d".into(),
+            raw: "r".into(),
+        });
+        let encoded = record.encode();
+        assert_eq!(encoded[..2], [2, byte], "{reason:?}");
+        assert_eq!(LogRecord::decode(&encoded).unwrap(), record);
+    }
+    // A record as an older collector wrote it, byte by byte.
+    let mut old = vec![2u8, 8];
+    old.extend_from_slice(&7i64.to_le_bytes());
+    for text in ["web", "d", "r"] {
+        old.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        old.extend_from_slice(text.as_bytes());
+    }
+    let LogRecord::Quarantine(q) = LogRecord::decode(&old).unwrap() else {
+        panic!("not a quarantine record");
+    };
+    assert_eq!(q.reason, RejectReason::EventTsTooOld);
+    assert_eq!((q.received_at, q.source.as_str()), (7, "web"));
+    // A byte past the table is an error, not a wrong reason.
+    old[1] = 11;
+    assert!(LogRecord::decode(&old).is_err());
+}
+
+#[test]
+fn new_reasons_have_their_contract_names() {
+    assert_eq!(
+        RejectReason::EventNameTooLong.as_str(),
+        "event_name_too_long"
+    );
+    assert_eq!(RejectReason::TooManyItems.as_str(), "too_many_items");
+}

@@ -92,3 +92,19 @@ fn bad_duration_and_duplicate_keys_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("write_key"), "{err}");
 }
+
+#[test]
+fn collector_item_and_event_name_limits_default_and_are_configurable() {
+    let config = Config::from_toml("").unwrap();
+    assert_eq!(config.collector.max_event_name_bytes, 256);
+    assert_eq!(config.collector.max_batch_items, 2_000);
+    let config =
+        Config::from_toml("[collector]\nmax_event_name_bytes = 64\nmax_batch_items = 10\n")
+            .unwrap();
+    assert_eq!(config.collector.max_event_name_bytes, 64);
+    assert_eq!(config.collector.max_batch_items, 10);
+    for zero in ["max_event_name_bytes = 0", "max_batch_items = 0"] {
+        let err = Config::from_toml(&format!("[collector]\n{zero}\n")).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}

@@ -24,6 +24,7 @@ fn envelope(implied: Option<EventType>) -> Envelope<'static> {
         implied_type: implied,
         batch_context: None,
         batch_sent_at: None,
+        max_event_name_bytes: 256,
     }
 }
 
@@ -163,6 +164,117 @@ fn numeric_user_ids_become_strings() {
     )
     .unwrap();
     assert_eq!(e.user_id.as_deref(), Some("12345"));
+}
+
+/// One message whose id fields are the given raw JSON number literals, as
+/// `json!` would respell them.
+fn with_ids(user: &str, anon: &str, message: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"A","userId":{user},"anonymousId":{anon},"messageId":{message}}}"#
+    )
+}
+
+#[test]
+fn numeric_ids_are_spelled_as_javascript_string_spells_them() {
+    // (literal, String(n) of the Segment libraries), written out by hand.
+    let cases = [
+        ("1", "1"),
+        ("1.0", "1"),
+        ("1e0", "1"),
+        ("-0", "0"),
+        ("0", "0"),
+        ("-0.0", "0"),
+        ("1e2", "100"),
+        ("1E2", "100"),
+        ("100", "100"),
+        ("1.5", "1.5"),
+        ("-1.5", "-1.5"),
+        ("0.1", "0.1"),
+        ("2.5e-3", "0.0025"),
+        ("1.23e+5", "123000"),
+        ("12345678.9", "12345678.9"),
+        ("1e20", "100000000000000000000"),
+        ("1e21", "1e+21"),
+        ("1.5e300", "1.5e+300"),
+        ("0.000001", "0.000001"),
+        ("1e-7", "1e-7"),
+        ("-1.25e-10", "-1.25e-10"),
+        ("1e-999", "0"),
+        // Integer literals are kept as written, even beyond 2^53.
+        ("-7", "-7"),
+        (
+            "123456789012345678901234567890",
+            "123456789012345678901234567890",
+        ),
+    ];
+    for (literal, expected) in cases {
+        let msg = with_ids(literal, literal, literal);
+        let e = normalize(&msg, &envelope(None)).unwrap_or_else(|r| panic!("{literal}: {r:?}"));
+        assert_eq!(e.user_id.as_deref(), Some(expected), "userId {literal}");
+        assert_eq!(
+            e.anonymous_id.as_deref(),
+            Some(expected),
+            "anonymousId {literal}"
+        );
+        assert_eq!(e.event_id, expected, "messageId {literal}");
+        assert!(!e.id_generated);
+    }
+    let alias = r#"{"type":"alias","userId":"u","previousId":1.0}"#;
+    let e = normalize(alias, &envelope(None)).unwrap();
+    assert_eq!(e.anonymous_id.as_deref(), Some("1"));
+}
+
+#[test]
+fn a_number_id_that_is_not_a_finite_double_is_rejected() {
+    for (msg, field) in [
+        (with_ids("1e999", "\"a\"", "\"m\""), "userId"),
+        (with_ids("\"u\"", "-1e999", "\"m\""), "anonymousId"),
+        (with_ids("\"u\"", "\"a\"", "1E400"), "messageId"),
+        (
+            r#"{"type":"alias","userId":"u","previousId":1e999}"#.to_string(),
+            "previousId",
+        ),
+    ] {
+        let err = normalize(&msg, &envelope(None)).unwrap_err();
+        assert_eq!(err.reason, RejectReason::InvalidField, "{msg}");
+        assert!(
+            err.detail.contains(field) && err.detail.contains("finite"),
+            "{}",
+            err.detail
+        );
+    }
+}
+
+#[test]
+fn event_names_longer_than_the_limit_are_rejected() {
+    let track = |name: &str| obj(json!({"userId": "u", "event": name}));
+    // 256 bytes in 128 two-byte characters: the limit is in bytes.
+    let at_limit = "é".repeat(128);
+    assert_eq!(at_limit.len(), 256);
+    let e = normalize(&track(&at_limit), &envelope(Some(EventType::Track))).unwrap();
+    assert_eq!(e.event_name, at_limit);
+    let over = format!("{at_limit}a");
+    let err = normalize(&track(&over), &envelope(Some(EventType::Track))).unwrap_err();
+    assert_eq!(err.reason, RejectReason::EventNameTooLong);
+    assert_eq!(err.reason.as_str(), "event_name_too_long");
+    assert!(err.detail.contains("257 bytes"), "{}", err.detail);
+    // The limit comes from the envelope (collector.max_event_name_bytes).
+    let small = Envelope {
+        max_event_name_bytes: 4,
+        ..envelope(Some(EventType::Track))
+    };
+    assert!(normalize(&track("Buy!"), &small).is_ok());
+    let err = normalize(&track("Buy!!"), &small).unwrap_err();
+    assert_eq!(err.reason, RejectReason::EventNameTooLong);
+    // Other types' names are fixed and unaffected by any limit.
+    let page = normalize(
+        &obj(json!({"anonymousId": "a"})),
+        &Envelope {
+            max_event_name_bytes: 1,
+            ..envelope(Some(EventType::Page))
+        },
+    );
+    assert!(page.is_ok());
 }
 
 #[test]

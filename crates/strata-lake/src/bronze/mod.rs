@@ -15,8 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
+use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{FilterOp, FilterValue};
 use strata_core::config::LoaderConfig;
@@ -35,7 +38,10 @@ pub const CONSUMER: &str = "bronze";
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Log records decoded and converted to Arrow at a time.
 const CONVERT_ROWS: usize = 16 * 1024;
-const OPTIMIZE_TARGET_BYTES: u64 = 128 * 1024 * 1024;
+/// Compaction holds the file it writes in memory until the file is
+/// complete, so its size bounds what compaction adds to the loader's peak.
+const OPTIMIZE_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+const COMPACTED_ROW_GROUP_ROWS: usize = 32 * 1024;
 
 fn app_id(partition: u32) -> String {
     format!("strata-bronze-p{partition}")
@@ -126,6 +132,11 @@ impl Sink {
             .optimize()
             .with_filters(&filters)
             .with_target_size(NonZeroU64::new(OPTIMIZE_TARGET_BYTES).expect("non-zero"))
+            // One file at a time: compaction runs beside ingest, and each
+            // file in progress is held in memory whole.
+            .with_max_concurrent_tasks(1)
+            .with_session_state(compaction_session()?)
+            .with_writer_properties(compaction_writer())
             .await
             .map_err(Error::delta(self.def.qualified_name()))?;
         self.table = table;
@@ -137,6 +148,31 @@ impl Sink {
         );
         Ok(())
     }
+}
+
+/// Compaction reads its input files one after another (the default scan
+/// reads a partition per core side by side, each with its row groups in
+/// memory), beside ingest at its busiest.
+fn compaction_session() -> Result<Arc<dyn deltalake::datafusion::catalog::Session>> {
+    let overrides = [(
+        "datafusion.execution.target_partitions".to_string(),
+        "1".to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let context = DeltaSessionContext::new_with_session_overrides(&overrides)
+        .map_err(Error::delta("bronze compaction"))?;
+    Ok(Arc::new(context.state()))
+}
+
+/// The writer's defaults, zstd level 4 as delta-rs compacts, but row groups
+/// cut at [`COMPACTED_ROW_GROUP_ROWS`]: a row group is encoded in memory
+/// whole, and bronze rows are large.
+fn compaction_writer() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(4).expect("a zstd level")))
+        .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
+        .build()
 }
 
 pub struct BronzeLoader {
@@ -223,7 +259,7 @@ impl BronzeLoader {
 
     /// Writes a micro-batch exactly once: records a table already holds are
     /// dropped, the rest go in with the new positions in the same commit.
-    pub async fn write(&mut self, entries: Vec<LogEntry>) -> Result<LoadStats> {
+    pub async fn write(&mut self, entries: &[LogEntry]) -> Result<LoadStats> {
         if entries.is_empty() {
             return Ok(LoadStats::default());
         }
@@ -260,7 +296,6 @@ impl BronzeLoader {
                 quarantine.push(rows.quarantine_batch()?);
             }
         }
-        drop(entries);
 
         let started = Instant::now();
         tracing::debug!(target: strata_core::PHASE, "bronze_commit");
@@ -325,7 +360,7 @@ impl BronzeLoader {
             if entries.is_empty() {
                 return Ok(total);
             }
-            let stats = self.write(entries).await?;
+            let stats = self.write(&entries).await?;
             total.events += stats.events;
             total.quarantined += stats.quarantined;
             total.skipped += stats.skipped;
@@ -362,10 +397,16 @@ impl BronzeLoader {
                 pending.clear();
                 pending_bytes = 0;
                 batch_started = None;
-                if let Ok(lag) = self.lag() {
+                let lag = self.lag().ok();
+                if let Some(lag) = lag {
                     metrics::gauge!("strata_bronze_lag_records").set(lag as f64);
                 }
-                if self.commits_since_optimize >= self.config.optimize_every_commits
+                // Not while a full batch waits: under a burst the files are
+                // large already, and compaction's memory and CPU would come
+                // on top of the loader's at its busiest.
+                let caught_up = lag.is_some_and(|lag| lag < max as u64);
+                if caught_up
+                    && self.commits_since_optimize >= self.config.optimize_every_commits
                     && let Err(e) = self.optimize().await
                 {
                     tracing::warn!(error = %e, "bronze compaction failed; will retry later");
@@ -396,7 +437,7 @@ impl BronzeLoader {
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0;
         loop {
-            match self.write(entries.to_vec()).await {
+            match self.write(entries).await {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     attempts += 1;

@@ -31,7 +31,7 @@ async fn crash_after_the_delta_commit_writes_nothing_twice() {
     let mut first = env.loader().await;
     let entries = first.read_available(10_000).await.unwrap();
     assert_eq!(entries.len(), 500);
-    first.write(entries.clone()).await.unwrap();
+    first.write(&entries).await.unwrap();
     drop(first);
 
     // Its successor starts from the positions inside the Delta commit.
@@ -57,10 +57,10 @@ async fn redelivery_from_an_older_position_is_skipped() {
     env.append(0, 300, 5).await;
     let mut loader = env.loader().await;
     let old = loader.read_available(10_000).await.unwrap();
-    loader.write(old.clone()).await.unwrap();
+    loader.write(&old).await.unwrap();
 
     // The same records again, as a restarted consumer would re-deliver them.
-    let again = loader.write(old.clone()).await.unwrap();
+    let again = loader.write(&old).await.unwrap();
     assert_eq!(
         (again.events, again.quarantined, again.skipped),
         (0, 0, 300)
@@ -72,7 +72,7 @@ async fn redelivery_from_an_older_position_is_skipped() {
     let fresh = other.read_available(10_000).await.unwrap();
     let mut overlapping = old;
     overlapping.extend(fresh);
-    let stats = other.write(overlapping).await.unwrap();
+    let stats = other.write(&overlapping).await.unwrap();
     assert_eq!(stats.events + stats.quarantined, 50);
     assert_eq!(stats.skipped, 300);
     assert_eq!(env.count("select count(*) from bronze.events").await, 280);
@@ -96,8 +96,8 @@ async fn stale_loader_does_not_duplicate_a_newer_loaders_commit() {
     let mut b = env.loader().await;
     let entries_a = a.read_available(10_000).await.unwrap();
     let entries_b = b.read_available(10_000).await.unwrap();
-    a.write(entries_a).await.unwrap();
-    let stats = b.write(entries_b).await.unwrap();
+    a.write(&entries_a).await.unwrap();
+    let stats = b.write(&entries_b).await.unwrap();
     assert_eq!(stats.events, 0);
     assert_eq!(env.count("select count(*) from bronze.events").await, 200);
 }

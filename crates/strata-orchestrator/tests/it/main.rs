@@ -5,5 +5,6 @@
 mod batch;
 mod db;
 mod formats;
+mod listing;
 mod scripted;
 mod suite;

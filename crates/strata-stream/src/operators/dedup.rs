@@ -21,19 +21,9 @@ const RECORD_BYTES: usize = 20;
 /// Files beyond which the next checkpoint folds them into one.
 const MAX_FILES: usize = 16;
 
-/// Ids are UUIDs almost always: their 128 bits are the key. Anything else
-/// (any string is a valid messageId) is hashed to a UUIDv5. Only the
-/// canonical lower-case spelling takes the fast path, so ids that differ
-/// only in case stay distinct, as they are in the batch path.
-pub fn id_key(id: &str) -> u128 {
-    let b = id.as_bytes();
-    if b.len() == 36 && !b.iter().any(u8::is_ascii_uppercase) {
-        if let Ok(uuid) = uuid::Uuid::try_parse_ascii(b) {
-            return uuid.as_u128();
-        }
-    }
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b).as_u128()
-}
+/// The batch path's bronze index keys event ids with the same function, so
+/// both paths agree on which copies are one event.
+pub use strata_core::event::id_key;
 
 type Key = (u64, u64);
 

@@ -29,6 +29,18 @@ const KEEP_CLOSED: i64 = DAY_MICROS + MINUTE_MICROS;
 /// Minute sketches kept for "active in the last 60 minutes".
 const KEEP_MINUTE_USERS: i64 = 61 * MINUTE_MICROS;
 
+/// What an open window may come to hold: its name, and its sketch once
+/// full (2^12 one-byte registers) with the map's overhead. Charged in full
+/// when the window opens, so the bound holds however many users arrive.
+fn open_cost(name: &str) -> usize {
+    name.len() + (1 << LG_K_WINDOW) + 96
+}
+
+/// A closed minute's row: its name, two counts and the boxed name's header.
+fn closed_cost(name: &str) -> usize {
+    name.len() + 48
+}
+
 fn new_sketch(lg_k: u8) -> HllSketch {
     HllSketch::new(lg_k, HllType::Hll8).expect("lg_k within 4..=21")
 }
@@ -52,20 +64,30 @@ struct Window {
 pub struct Counters {
     pub events: u64,
     pub too_late: u64,
-    /// Events beyond `max_open_windows`.
+    /// Events beyond `max_open_windows` or `max_window_state_bytes`.
     pub dropped: u64,
     pub newest_received_at: Option<i64>,
     pub newest_event_ts: Option<i64>,
     pub watermark: Option<i64>,
 }
 
+/// Bounds on the windows' state; see `StreamConfig`.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowLimits {
+    pub max_open: usize,
+    pub max_bytes: usize,
+}
+
 /// The windows and sketches; shared with the HTTP API, which reads open
 /// windows as they are updated.
 pub struct WindowState {
     lateness: i64,
-    max_open: usize,
+    limits: WindowLimits,
     open: BTreeMap<i64, HashMap<Box<str>, Window>>,
     open_count: usize,
+    /// `open_cost` of the open windows plus `closed_cost` of the closed
+    /// rows held: what `limits.max_bytes` bounds.
+    charged_bytes: usize,
     closed: BTreeMap<i64, Vec<(Box<str>, u64, u64)>>,
     minute_users: BTreeMap<i64, HllSketch>,
     day_users: BTreeMap<i64, HllSketch>,
@@ -87,12 +109,13 @@ pub struct SeriesRow {
 }
 
 impl WindowState {
-    fn new(lateness: i64, max_open: usize) -> Self {
+    fn new(lateness: i64, limits: WindowLimits) -> Self {
         Self {
             lateness,
-            max_open,
+            limits,
             open: BTreeMap::new(),
             open_count: 0,
+            charged_bytes: 0,
             closed: BTreeMap::new(),
             minute_users: BTreeMap::new(),
             day_users: BTreeMap::new(),
@@ -160,23 +183,44 @@ impl WindowState {
     }
 
     fn add(&mut self, minute: i64, name: &str, coupon: Coupon) -> bool {
-        let windows = self.open.entry(minute).or_default();
-        if let Some(w) = windows.get_mut(name) {
+        if let Some(w) = self.open.get_mut(&minute).and_then(|m| m.get_mut(name)) {
             w.events += 1;
             w.users.update_with_coupon(coupon);
             return true;
         }
-        if self.open_count >= self.max_open {
-            if windows.is_empty() {
-                self.open.remove(&minute);
-            }
+        let cost = open_cost(name);
+        if self.open_count >= self.limits.max_open || !self.make_room(cost) {
             return false;
         }
         let mut users = new_sketch(LG_K_WINDOW);
         users.update_with_coupon(coupon);
+        let windows = self.open.entry(minute).or_default();
         windows.insert(name.into(), Window { events: 1, users });
         self.open_count += 1;
+        self.charged_bytes += cost;
         true
+    }
+
+    /// Whether `cost` more bytes fit, after giving up the oldest closed
+    /// minutes the sink has written: after a flood of names the dashboard
+    /// loses old minutes rather than the realtime path new ones.
+    fn make_room(&mut self, cost: usize) -> bool {
+        let written_before = self.changed_from.unwrap_or(i64::MAX);
+        while self.charged_bytes + cost > self.limits.max_bytes {
+            match self.closed.first_key_value() {
+                Some((&minute, _)) if minute < written_before => {
+                    let (_, rows) = self.closed.pop_first().expect("checked non-empty");
+                    self.charged_bytes -= rows.iter().map(|(n, _, _)| closed_cost(n)).sum::<usize>();
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// State charged against `max_window_state_bytes`.
+    pub fn charged_bytes(&self) -> usize {
+        self.charged_bytes
     }
 
     fn close_and_evict(&mut self, now: i64) {
@@ -188,7 +232,10 @@ impl WindowState {
             self.open_count -= names.len();
             let mut rows: Vec<_> = names
                 .into_iter()
-                .map(|(name, w)| (name, w.events, estimate(&w.users)))
+                .map(|(name, w)| {
+                    self.charged_bytes = self.charged_bytes - open_cost(&name) + closed_cost(&name);
+                    (name, w.events, estimate(&w.users))
+                })
                 .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             self.closed.insert(minute, rows);
@@ -196,7 +243,13 @@ impl WindowState {
         // Rows the sink has yet to write stay until it has.
         let pending = self.changed_from.unwrap_or(i64::MAX);
         let keep_closed = (now - KEEP_CLOSED).min(pending);
-        self.closed = self.closed.split_off(&keep_closed);
+        let kept = self.closed.split_off(&keep_closed);
+        let evicted = std::mem::replace(&mut self.closed, kept);
+        self.charged_bytes -= evicted
+            .values()
+            .flatten()
+            .map(|(name, _, _)| closed_cost(name))
+            .sum::<usize>();
         // Sketches for "active in the last N minutes" and "today" go once
         // they are out of that reach and can no longer change.
         let (wm, lateness) = (self.counters.watermark, self.lateness);
@@ -240,6 +293,14 @@ impl WindowState {
             names.sort_by(|a, b| a.0.cmp(&b.0));
             names.dedup_by(|a, b| a.0 == b.0);
         }
+        self.recharge();
+    }
+
+    /// Charges the state from scratch, after it was loaded whole.
+    fn recharge(&mut self) {
+        let open = self.open.values().flat_map(|m| m.keys()).map(|n| open_cost(n));
+        let closed = self.closed.values().flatten().map(|(n, _, _)| closed_cost(n));
+        self.charged_bytes = open.chain(closed).sum();
     }
 
     fn approximate_bytes(&self) -> usize {
@@ -266,9 +327,9 @@ pub struct Windows {
 }
 
 impl Windows {
-    pub fn new(lateness_micros: i64, max_open: usize) -> Self {
+    pub fn new(lateness_micros: i64, limits: WindowLimits) -> Self {
         Self {
-            state: Arc::new(Mutex::new(WindowState::new(lateness_micros, max_open))),
+            state: Arc::new(Mutex::new(WindowState::new(lateness_micros, limits))),
         }
     }
 
@@ -415,8 +476,8 @@ impl Operator for Windows {
         let saved: Saved = serde_json::from_value(state.clone())
             .map_err(|e| Error::checkpoint(dir.root(), format!("window state: {e}")))?;
         let mut s = self.lock();
-        let (lateness, max_open) = (s.lateness, s.max_open);
-        *s = WindowState::new(lateness, max_open);
+        let (lateness, limits) = (s.lateness, s.limits);
+        *s = WindowState::new(lateness, limits);
         for w in saved.open {
             s.open.entry(w.minute).or_default().insert(
                 w.name.into(),
@@ -434,6 +495,7 @@ impl Operator for Windows {
             s.day_users.insert(d, decode_sketch(&text, dir)?);
         }
         s.counters = saved.counters;
+        s.recharge();
         Ok(())
     }
 

@@ -1,3 +1,4 @@
+mod bounds;
 mod dedup;
 mod harness;
 mod lateness;

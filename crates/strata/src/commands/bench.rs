@@ -228,6 +228,18 @@ impl ChildServer {
         config: Option<&std::path::Path>,
         roles: &[crate::cli::Role],
     ) -> Result<Self> {
+        Self::spawn_env(dir, port, config, roles, &[])
+    }
+
+    /// As [`Self::spawn_roles`], with more environment variables (e.g.
+    /// `STRATA_ADMIN_TOKEN`).
+    pub(crate) fn spawn_env(
+        dir: &std::path::Path,
+        port: u16,
+        config: Option<&std::path::Path>,
+        roles: &[crate::cli::Role],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let exe = std::env::current_exe().map_err(CliError::runtime)?;
         let mut command = Command::new(exe);
         if let Some(config) = config {
@@ -246,6 +258,7 @@ impl ChildServer {
             .env("STRATA_WRITE_KEY", WRITE_KEY)
             .env("STRATA_LOG", QUIET_LOG)
             .env_remove("STRATA_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .map_err(CliError::runtime)?;
@@ -254,6 +267,15 @@ impl ChildServer {
 
     pub(crate) fn peak_rss_mib(&self) -> f64 {
         peak_rss_mib(self.child.id())
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child has not exited.
+    pub(crate) fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub(crate) fn terminate(&mut self) -> Result<()> {

@@ -44,6 +44,7 @@ fn normalize_chunk(chunk: Vec<(chrono::DateTime<Utc>, String)>) -> Vec<BronzeEve
                 implied_type: None,
                 batch_context: None,
                 batch_sent_at: None,
+                max_event_name_bytes: strata_core::normalize::DEFAULT_MAX_EVENT_NAME_BYTES,
             };
             normalize(&text, &envelope).ok()
         })

@@ -30,9 +30,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         .addr
         .ok_or_else(|| CliError::Runtime("demo needs the collector role".into()))?;
     let url = format!("http://{addr}");
+    let dashboard = format!("http://{}", server.dashboard_addr.unwrap_or(addr));
     println!("Strata demo is running.");
-    println!("  dashboard:  {url}/");
-    println!("  realtime:   {url}/api/realtime?minutes=15");
+    println!("  dashboard:  {dashboard}/");
+    println!("  realtime:   {dashboard}/api/realtime?minutes=15");
     println!(
         "  write key:  {write_key} (source `{}`)",
         config.sources[0].name

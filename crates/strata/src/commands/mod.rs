@@ -1,6 +1,7 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_attacks;
 pub mod bench_batch;
 pub mod bench_chaos;
 pub mod bench_scheduler;

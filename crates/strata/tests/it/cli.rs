@@ -132,3 +132,59 @@ fn a_bad_orchestrator_setting_is_a_configuration_error() {
         assert!(stderr.contains(named), "{stderr}");
     }
 }
+
+/// CSV and JSON are printed as the answer comes: an answer larger than
+/// `sql.max_query_memory` prints whole, where holding it failed.
+#[test]
+fn sql_prints_answers_larger_than_its_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "[sql]\nmax_query_memory = \"2MiB\"\n").unwrap();
+    let sql = |query: &str, format: &str| {
+        strata()
+            .args(["sql", query, "--format", format, "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    // A million 8-byte values: 8 MB held as the answer.
+    let out = sql("select * from generate_series(1, 1000000)", "csv");
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1_000_001);
+    assert_eq!(
+        (lines[0], lines[1], lines[1_000_000]),
+        ("value", "1", "1000000")
+    );
+
+    // Three batches' worth, as one JSON array.
+    let out = sql("select value as n from generate_series(1, 20000)", "json");
+    assert_success(&out);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 20_000);
+    assert_eq!(rows[19_999], serde_json::json!({"n": 20000}));
+    let out = sql("select 1 as n where false", "json");
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[]\n");
+    let out = sql("select 1 as n", "json");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[\n  {\n    \"n\": 1\n  }\n]\n"
+    );
+
+    // A table needs its rows for its widths: 25,000 rows print as tables
+    // of 10,000, 10,000 and 5,000.
+    let out = sql("select value from generate_series(1, 25000)", "table");
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let headers = text.lines().filter(|l| l.trim() == "| value |").count();
+    let values: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.trim_matches(|c| c == '|' || c == ' ').parse().ok())
+        .collect();
+    assert_eq!(headers, 3, "{}", &text[..200]);
+    assert_eq!(values, (1..=25_000).collect::<Vec<u32>>());
+}

@@ -1,6 +1,7 @@
 //! The whole server against hostile neighbours: other users of the machine
-//! reading the generated write key, and web pages reaching a loopback
-//! server through DNS rebinding.
+//! reading the generated write key, web pages reaching a loopback server
+//! through DNS rebinding, and anyone reaching a listen address opened for
+//! browsers' SDKs.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -151,4 +152,114 @@ fn processes_started_together_agree_on_one_generated_key() {
             "printed {first:?}, stored {stored:?}: {stderr}"
         );
     }
+}
+
+fn status_of(url: &str, host: Option<&str>) -> String {
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    if let Some(host) = host {
+        curl.args(["-H", &format!("Host: {host}")]);
+    }
+    let out = curl.arg(url).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `listen` opened to the world for browsers' SDKs publishes no analytics
+/// once the dashboard has a listener of its own.
+#[test]
+fn with_dashboard_listen_the_listen_port_serves_ingestion_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dashboard_port = free_port();
+    let dashboard = format!("http://127.0.0.1:{dashboard_port}");
+    let served = Served::start_with(
+        dir.path(),
+        &[
+            "--role",
+            "collector",
+            "--dashboard-listen",
+            &format!("127.0.0.1:{dashboard_port}"),
+        ],
+    );
+    for path in ["/", "/api/pipeline", "/api/runs", "/api/realtime"] {
+        assert_eq!(
+            status_of(&format!("{}{path}", served.base), None),
+            "404",
+            "{path} on listen"
+        );
+    }
+    for path in ["/", "/api/pipeline", "/api/runs"] {
+        assert_eq!(
+            status_of(&format!("{dashboard}{path}"), None),
+            "200",
+            "{path} on dashboard_listen"
+        );
+    }
+    // The Host check follows the dashboard's own (loopback) address.
+    assert_eq!(
+        status_of(&format!("{dashboard}/api/pipeline"), Some("evil.example")),
+        "421"
+    );
+    assert_eq!(
+        status_with_host(&format!("{}/v1/track", served.base), "shop.example"),
+        "200"
+    );
+    assert_eq!(
+        status_with_host(&format!("{dashboard}/v1/track"), "localhost"),
+        "404"
+    );
+    assert!(served.terminate().success());
+}
+
+/// `strata serve --role collector` with `args`, until ready; then stopped,
+/// and what it logged.
+fn logged_by(args: &[&str], ready_at: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = strata()
+        .args(["serve", "--role", "collector"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("STRATA_WRITE_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status_of(&format!("{ready_at}/ready"), None) != "200" {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_dashboard_on_a_public_address_is_warned_about() {
+    let port = free_port();
+    let local = format!("http://127.0.0.1:{port}");
+    let logged = logged_by(&["--listen", &format!("0.0.0.0:{port}")], &local);
+    assert!(
+        logged.contains(&format!("served on 0.0.0.0:{port} with ingestion"))
+            && logged.contains(r#"dashboard_listen = "127.0.0.1:8081""#)
+            && logged.contains("--dashboard-listen"),
+        "{logged}"
+    );
+
+    let (port, dashboard_port) = (free_port(), free_port());
+    let logged = logged_by(
+        &[
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--dashboard-listen",
+            &format!("127.0.0.1:{dashboard_port}"),
+        ],
+        &format!("http://127.0.0.1:{port}"),
+    );
+    assert!(!logged.contains("/api/*"), "{logged}");
+    let logged = logged_by(
+        &["--listen", &format!("127.0.0.1:{port}")],
+        &format!("http://127.0.0.1:{port}"),
+    );
+    assert!(!logged.contains("/api/*"), "{logged}");
 }

@@ -1,9 +1,11 @@
 //! The `strata` binary driven as a user would: real processes, real HTTP on
 //! loopback, real files.
 
+mod attacks;
 mod backfill;
 mod cli;
 mod crash;
+mod deep_sql;
 mod e2e;
 mod fixture;
 mod hostile;

@@ -51,6 +51,11 @@ impl Served {
 
     /// `strata serve` with extra arguments (e.g. `--config F`).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_env(data_dir, extra, &[])
+    }
+
+    /// `strata serve` with extra arguments and environment variables.
+    pub fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = strata()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -58,6 +63,7 @@ impl Served {
             .arg("--data-dir")
             .arg(data_dir)
             .env("STRATA_WRITE_KEY", KEY)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -67,6 +73,14 @@ impl Served {
         };
         served.wait_ready();
         served
+    }
+
+    /// `GET /health` answers 200.
+    pub fn healthy(&self) -> bool {
+        Command::new("curl")
+            .args(["-sf", &format!("{}/health", self.base)])
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     fn wait_ready(&self) {

@@ -271,3 +271,48 @@ fn kill_minus_nine_mid_stream_counts_every_event_once() {
     assert!(!clean.is_empty());
     assert_eq!(killed, clean);
 }
+
+/// However many event names arrive, the answer has 50 series of its own
+/// and one `(other)` summing the rest.
+#[test]
+fn sixty_event_names_answer_fifty_series_and_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    // The middle of the minute before this one: one point per name.
+    let now = chrono::Utc::now().timestamp();
+    let at = chrono::DateTime::from_timestamp(now - now % 60 - 30, 0)
+        .unwrap()
+        .to_rfc3339();
+    // Name n has n + 1 events, each from a user of its own: names 10 to 59
+    // have most, 0 to 9 have 1 + 2 + … + 10 = 55 events and users.
+    let messages: Vec<Value> = (0..60)
+        .flat_map(|n| (0..=n).map(move |i| (n, i)))
+        .map(|(n, i)| {
+            json!({"type": "track", "event": format!("name {n:02}"), "anonymousId": format!("u{n}-{i}"),
+                   "timestamp": at, "messageId": format!("fold-{n}-{i}")})
+        })
+        .collect();
+    assert_eq!(messages.len(), 1830);
+    for chunk in messages.chunks(200) {
+        assert!(post(&served.base, &json!({"batch": chunk}).to_string()));
+    }
+    let report = wait_for(&served.base, "1830 events", |r| r["events_counted"] == 1830);
+    let series = report["series"].as_array().unwrap();
+    assert_eq!(series.len(), 51, "{report}");
+    assert_eq!(report["folded_event_names"], 10);
+    let named = |name: &str| -> &Value {
+        series
+            .iter()
+            .find(|p| p["event_name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+    };
+    let other = named("(other)");
+    assert_eq!(
+        (&other["events"], &other["users"]),
+        (&json!(55), &json!(55))
+    );
+    assert_eq!(named("name 10")["events"], 11);
+    assert_eq!(named("name 59")["events"], 60);
+    assert!(!series.iter().any(|p| p["event_name"] == "name 09"));
+    assert!(served.terminate().success());
+}
