@@ -68,6 +68,17 @@ impl Harness {
         self.post(path).basic_auth(KEY, Some(""))
     }
 
+    /// `body` posted to `path` with the write key: the status and the JSON
+    /// answer.
+    pub async fn send_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let request = self.post_auth(path).body(serde_json::to_vec(body).unwrap());
+        json_of(request.send().await.unwrap()).await
+    }
+
     /// Every record durable in the log, across partitions.
     pub async fn records(&self) -> Vec<LogRecord> {
         let mut out = Vec::new();

@@ -56,14 +56,7 @@ async fn message_over_32_kb_is_rejected_and_the_rest_accepted() {
         {"type": "track", "userId": "u", "event": "Big", "messageId": "b1", "properties": {"blob": big}},
         {"type": "track", "userId": "u", "event": "Small", "messageId": "s2"}
     ]});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&request).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send_json("/v1/batch", &request).await;
     assert_eq!(status, 200);
     assert_eq!(v, json!({"success": true, "accepted": 2, "rejected": 1}));
     let q = h.quarantined().await;
@@ -72,14 +65,7 @@ async fn message_over_32_kb_is_rejected_and_the_rest_accepted() {
     assert!(q[0].raw.contains("\"b1\""));
     // A single-message endpoint with an oversized message: 200, rejected 1.
     let msg = json!({"userId": "u", "event": "Big", "properties": {"blob": big}});
-    let (status, v) = json_of(
-        h.post_auth("/v1/track")
-            .body(serde_json::to_vec(&msg).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send_json("/v1/track", &msg).await;
     assert_eq!(status, 200);
     assert_eq!(v["rejected"], 1);
 }
@@ -172,14 +158,7 @@ async fn max_batch_items_is_configurable_and_valid_items_are_not_accepted_either
     .await;
     let track = |id: &str| json!({"type": "track", "userId": "u", "event": "A", "messageId": id});
     let request = json!({"batch": [track("m1"), track("m2"), track("m3")]});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&request).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send_json("/v1/batch", &request).await;
     assert_eq!(status, 413);
     assert_eq!(v["error"], "too_many_items");
     assert!(h.events().await.is_empty());
@@ -204,14 +183,7 @@ async fn an_event_name_over_256_bytes_is_quarantined_and_the_rest_accepted() {
         {"type": "track", "userId": "u", "event": at_limit, "messageId": "ok"},
         {"type": "track", "userId": "u", "event": over, "messageId": "long"}
     ]});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&request).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send_json("/v1/batch", &request).await;
     assert_eq!(status, 200);
     assert_eq!(v, json!({"success": true, "accepted": 1, "rejected": 1}));
     let events = h.events().await;
@@ -231,14 +203,9 @@ async fn max_event_name_bytes_is_configurable() {
     })
     .await;
     for (name, accepted) in [("Click", 1), ("Clicks", 0)] {
-        let (status, v) = json_of(
-            h.post_auth("/v1/track")
-                .body(serde_json::to_vec(&json!({"userId": "u", "event": name})).unwrap())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, v) = h
+            .send_json("/v1/track", &json!({"userId": "u", "event": name}))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(v["accepted"], accepted, "{name}");
     }

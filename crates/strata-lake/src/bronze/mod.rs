@@ -170,7 +170,9 @@ fn compaction_session() -> Result<Arc<dyn deltalake::datafusion::catalog::Sessio
 /// whole, and bronze rows are large.
 fn compaction_writer() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(4).expect("a zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(4).expect("a zstd level"),
+        ))
         .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
         .build()
 }

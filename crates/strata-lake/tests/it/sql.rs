@@ -69,7 +69,8 @@ async fn expressions_nested_beyond_the_depth_limit_are_refused_before_planning()
     // Three queries, two subquery expressions and the literal: 6 levels.
     assert!(engine.query("select (select (select 1))").await.is_ok());
     // Ten queries, nine subquery expressions and the literal: 20.
-    let deep = "select (select (select (select (select (select (select (select (select (select 1)))))))))";
+    let deep =
+        "select (select (select (select (select (select (select (select (select (select 1)))))))))";
     assert!(engine.query(deep).await.is_err());
 }
 

@@ -210,7 +210,8 @@ impl WindowState {
             match self.closed.first_key_value() {
                 Some((&minute, _)) if minute < written_before => {
                     let (_, rows) = self.closed.pop_first().expect("checked non-empty");
-                    self.charged_bytes -= rows.iter().map(|(n, _, _)| closed_cost(n)).sum::<usize>();
+                    self.charged_bytes -=
+                        rows.iter().map(|(n, _, _)| closed_cost(n)).sum::<usize>();
                 }
                 _ => return false,
             }
@@ -298,8 +299,16 @@ impl WindowState {
 
     /// Charges the state from scratch, after it was loaded whole.
     fn recharge(&mut self) {
-        let open = self.open.values().flat_map(|m| m.keys()).map(|n| open_cost(n));
-        let closed = self.closed.values().flatten().map(|(n, _, _)| closed_cost(n));
+        let open = self
+            .open
+            .values()
+            .flat_map(|m| m.keys())
+            .map(|n| open_cost(n));
+        let closed = self
+            .closed
+            .values()
+            .flatten()
+            .map(|(n, _, _)| closed_cost(n));
         self.charged_bytes = open.chain(closed).sum();
     }
 

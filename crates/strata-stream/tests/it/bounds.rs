@@ -75,8 +75,11 @@ async fn old_closed_minutes_make_room_for_new_windows() {
     // A fourth window, twenty minutes on: the watermark closes minute 0,
     // whose three windows shrink to rows of 148 bytes each.
     let pusher = name("A", 0, len);
-    rig.append(0, &[event("push", &pusher, "p1", T0 + 20 * MIN, T0 + 20 * MIN)])
-        .await;
+    rig.append(
+        0,
+        &[event("push", &pusher, "p1", T0 + 20 * MIN, T0 + 20 * MIN)],
+    )
+    .await;
     Rig::drain(&mut p).await;
     p.checkpoint().await.unwrap();
 

@@ -36,7 +36,10 @@ fn strata_sql_refuses_a_50_000_term_chain_without_aborting() {
         .output()
         .unwrap();
     assert_success(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("\n300\n"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("\n300\n"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -66,7 +69,13 @@ fn strata_sql_refuses_a_query_over_max_query_bytes() {
 fn post_sql(base: &str, query: &str) -> (u16, serde_json::Value) {
     let body = serde_json::json!({ "query": query }).to_string();
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", "content-type: application/json"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+        ])
         .args(["-H", &format!("authorization: Bearer {ADMIN}")])
         .args(["--data-binary", "@-", &format!("{base}/api/sql")])
         .stdin(Stdio::piped())
@@ -93,10 +102,17 @@ fn the_server_refuses_a_5_000_term_chain_and_stays_up() {
     let (status, said) = post_sql(&served.base, &chain(5_000));
     assert_eq!(status, 400, "{said}");
     assert!(
-        said["error"].as_str().unwrap().contains("sql.max_expression_depth"),
+        said["error"]
+            .as_str()
+            .unwrap()
+            .contains("sql.max_expression_depth"),
         "{said}"
     );
     let (status, said) = post_sql(&served.base, &chain(300));
-    assert_eq!((status, said["rows"][0][0].as_i64()), (200, Some(300)), "{said}");
+    assert_eq!(
+        (status, said["rows"][0][0].as_i64()),
+        (200, Some(300)),
+        "{said}"
+    );
     assert!(served.healthy());
 }
