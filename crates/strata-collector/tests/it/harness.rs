@@ -70,13 +70,21 @@ impl Harness {
 
     /// `body` posted to `path` with the write key: the status and the JSON
     /// answer.
+    pub async fn send(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        json_of(self.post_auth(path).body(body).send().await.unwrap()).await
+    }
+
+    /// As [`Self::send`], with a JSON value as the body.
     pub async fn send_json(
         &self,
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let request = self.post_auth(path).body(serde_json::to_vec(body).unwrap());
-        json_of(request.send().await.unwrap()).await
+        self.send(path, serde_json::to_vec(body).unwrap()).await
     }
 
     /// Every record durable in the log, across partitions.

@@ -21,7 +21,7 @@ async fn every_single_endpoint_accepts_its_type() {
         ("/v1/alias", EventType::Alias),
     ] {
         let msg = json!({"userId": "u1", "previousId": "a1", "event": "Clicked", "groupId": "g"});
-        let (status, v) = json_of(h.post_auth(path).body(body(msg)).send().await.unwrap()).await;
+        let (status, v) = h.send(path, body(msg)).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(
             v,
@@ -45,14 +45,7 @@ async fn batch_counts_accepted_and_rejected_and_keeps_rejects() {
         {"type": "page", "anonymousId": "a1", "messageId": "m5"},
         17
     ]});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(body(request))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send("/v1/batch", body(request)).await;
     assert_eq!(status, 200);
     assert_eq!(v, json!({"success": true, "accepted": 2, "rejected": 4}));
     let mut ids: Vec<_> = h.events().await.into_iter().map(|e| e.event_id).collect();
@@ -133,14 +126,7 @@ async fn unknown_or_missing_key_is_401_and_stores_nothing() {
 #[tokio::test]
 async fn non_json_body_is_400_and_quarantined() {
     let h = Harness::start().await;
-    let (status, v) = json_of(
-        h.post_auth("/v1/track")
-            .body("{not json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send("/v1/track", "{not json").await;
     assert_eq!(status, 400);
     assert_eq!(v["success"], false);
     assert_eq!(v["error"], "invalid_json");

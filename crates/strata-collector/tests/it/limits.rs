@@ -6,7 +6,7 @@ use strata_core::config::CollectorConfig;
 use strata_core::event::RejectReason;
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{Harness, json_of};
+use crate::harness::Harness;
 
 #[tokio::test]
 async fn request_over_500_kb_is_413() {
@@ -113,14 +113,7 @@ fn ones(n: usize) -> String {
 async fn a_batch_of_more_than_2000_items_is_413_and_quarantined_once() {
     let h = Harness::start().await;
     let body = ones(2_001);
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send("/v1/batch", body.clone()).await;
     assert_eq!(status, 413);
     assert_eq!(v["success"], false);
     assert_eq!(v["error"], "too_many_items");
@@ -137,14 +130,7 @@ async fn a_batch_of_more_than_2000_items_is_413_and_quarantined_once() {
     assert!(q[0].detail.contains("2001"), "{}", q[0].detail);
 
     // At the limit each item is judged on its own: 2,000 rejected `1`s.
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(ones(2_000))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send("/v1/batch", ones(2_000)).await;
     assert_eq!(status, 200);
     assert_eq!(v, json!({"success": true, "accepted": 0, "rejected": 2000}));
 }

@@ -9,7 +9,7 @@ use strata_core::config::CollectorConfig;
 use strata_core::event::RejectReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Harness, json_of};
+use crate::harness::Harness;
 
 fn one_slot(body_read_timeout: Duration) -> CollectorConfig {
     CollectorConfig {
@@ -111,14 +111,7 @@ async fn a_batch_context_counts_once_per_message_against_the_request_limit() {
         .collect();
     let body = serde_json::to_vec(&json!({"batch": batch, "context": context})).unwrap();
     assert!(body.len() < 22 * 1024);
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h.send("/v1/batch", body.clone()).await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"], "request_too_large");
     assert!(h.events().await.is_empty());
@@ -138,14 +131,9 @@ async fn a_batch_context_counts_against_each_message_limit() {
     let big = json!({"type": "track", "userId": "big", "event": "A", "properties": {"p": "p".repeat(3 * 1024)}});
     let small = json!({"type": "track", "userId": "small", "event": "A"});
     let body = json!({"batch": [big, small], "context": context});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&body).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h
+        .send("/v1/batch", serde_json::to_vec(&body).unwrap())
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         (v["accepted"].as_u64(), v["rejected"].as_u64()),
@@ -172,14 +160,9 @@ async fn an_event_older_than_max_event_age_is_quarantined() {
         {"type": "track", "userId": "u1", "event": "A", "timestamp": "2019-06-01T00:00:00Z"},
         {"type": "track", "userId": "u2", "event": "A", "timestamp": four_years_ago},
     ]});
-    let (status, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&batch).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v) = h
+        .send("/v1/batch", serde_json::to_vec(&batch).unwrap())
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         (v["accepted"].as_u64(), v["rejected"].as_u64()),
@@ -212,14 +195,9 @@ async fn max_event_age_is_configurable() {
         {"type": "track", "userId": "old", "event": "A", "timestamp": three_days_ago},
         {"type": "track", "userId": "new", "event": "A", "timestamp": one_day_ago},
     ]});
-    let (_, v) = json_of(
-        h.post_auth("/v1/batch")
-            .body(serde_json::to_vec(&batch).unwrap())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, v) = h
+        .send("/v1/batch", serde_json::to_vec(&batch).unwrap())
+        .await;
     assert_eq!(
         (v["accepted"].as_u64(), v["rejected"].as_u64()),
         (Some(1), Some(1))

@@ -52,14 +52,7 @@ async fn a_full_disk_is_503_and_the_collector_resumes_when_space_frees() {
     let dir = tempfile::tempdir_in(&disk).unwrap();
     // One partition: a refused request then provably left nothing behind.
     let h = Harness::in_dir(dir, 1, CollectorConfig::default()).await;
-    let (status, _) = json_of(
-        h.post_auth("/v1/batch")
-            .body(batch("before", 3))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = h.send("/v1/batch", batch("before", 3)).await;
     assert_eq!(status, 200);
 
     let ballast = fill(&disk);
@@ -81,14 +74,7 @@ async fn a_full_disk_is_503_and_the_collector_resumes_when_space_frees() {
     assert_eq!(said["error"], "disk_full");
 
     std::fs::remove_file(&ballast).unwrap();
-    let (status, said) = json_of(
-        h.post_auth("/v1/batch")
-            .body(batch("after", 2))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, said) = h.send("/v1/batch", batch("after", 2)).await;
     assert_eq!(
         (status, said["accepted"].as_u64()),
         (200, Some(2)),

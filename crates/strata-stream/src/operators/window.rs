@@ -41,6 +41,11 @@ fn closed_cost(name: &str) -> usize {
     name.len() + 48
 }
 
+/// `closed_cost` of a closed minute's rows.
+fn closed_rows_cost<'a>(rows: impl IntoIterator<Item = &'a (Box<str>, u64, u64)>) -> usize {
+    rows.into_iter().map(|(name, _, _)| closed_cost(name)).sum()
+}
+
 fn new_sketch(lg_k: u8) -> HllSketch {
     HllSketch::new(lg_k, HllType::Hll8).expect("lg_k within 4..=21")
 }
@@ -210,18 +215,12 @@ impl WindowState {
             match self.closed.first_key_value() {
                 Some((&minute, _)) if minute < written_before => {
                     let (_, rows) = self.closed.pop_first().expect("checked non-empty");
-                    self.charged_bytes -=
-                        rows.iter().map(|(n, _, _)| closed_cost(n)).sum::<usize>();
+                    self.charged_bytes -= closed_rows_cost(&rows);
                 }
                 _ => return false,
             }
         }
         true
-    }
-
-    /// State charged against `max_window_state_bytes`.
-    pub fn charged_bytes(&self) -> usize {
-        self.charged_bytes
     }
 
     fn close_and_evict(&mut self, now: i64) {
@@ -246,11 +245,7 @@ impl WindowState {
         let keep_closed = (now - KEEP_CLOSED).min(pending);
         let kept = self.closed.split_off(&keep_closed);
         let evicted = std::mem::replace(&mut self.closed, kept);
-        self.charged_bytes -= evicted
-            .values()
-            .flatten()
-            .map(|(name, _, _)| closed_cost(name))
-            .sum::<usize>();
+        self.charged_bytes -= closed_rows_cost(evicted.values().flatten());
         // Sketches for "active in the last N minutes" and "today" go once
         // they are out of that reach and can no longer change.
         let (wm, lateness) = (self.counters.watermark, self.lateness);
@@ -304,12 +299,7 @@ impl WindowState {
             .values()
             .flat_map(|m| m.keys())
             .map(|n| open_cost(n));
-        let closed = self
-            .closed
-            .values()
-            .flatten()
-            .map(|(n, _, _)| closed_cost(n));
-        self.charged_bytes = open.chain(closed).sum();
+        self.charged_bytes = open.sum::<usize>() + closed_rows_cost(self.closed.values().flatten());
     }
 
     fn approximate_bytes(&self) -> usize {

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::process::{Served, assert_success, strata};
+use crate::process::{Served, assert_success, run};
 
 const ADMIN: &str = "admin-it";
 
@@ -18,23 +18,13 @@ fn chain(terms: usize) -> String {
 #[test]
 fn strata_sql_refuses_a_50_000_term_chain_without_aborting() {
     let dir = tempfile::tempdir().unwrap();
-    let out = strata()
-        .args(["sql", &chain(50_000)])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(&["sql", &chain(50_000)], dir.path());
     // A stack overflow ends the process by a signal, with no exit code.
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("sql.max_expression_depth"), "{said}");
 
-    let out = strata()
-        .args(["sql", &chain(300), "--format", "csv"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(&["sql", &chain(300), "--format", "csv"], dir.path());
     assert_success(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).ends_with("\n300\n"),
@@ -50,14 +40,10 @@ fn strata_sql_refuses_a_query_over_max_query_bytes() {
     let config = dir.path().join("strata.toml");
     std::fs::write(&config, "[sql]\nmax_query_bytes = \"16KiB\"\n").unwrap();
     let long = format!("select 1 -- {}", "x".repeat(20 * 1024));
-    let out = strata()
-        .arg("--config")
-        .arg(&config)
-        .args(["sql", &long])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(
+        &["--config", config.to_str().unwrap(), "sql", &long],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
