@@ -90,9 +90,38 @@ impl LakeIo {
             return Ok(None);
         }
         let table = self.lake.open(def.layer, def.name).await?;
+        self.frame_of(&table, &def.qualified_name(), columns, filter)
+            .await
+            .map(Some)
+    }
+
+    /// Rows of a table already opened, at the version it was opened at: a
+    /// reader that also reads the table's log (its positions) sees both of
+    /// the same commit.
+    pub async fn scan_table(
+        &self,
+        table: &deltalake::DeltaTable,
+        name: &str,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .frame_of(table, name, columns, filter)
+            .await?
+            .collect()
+            .await?)
+    }
+
+    async fn frame_of(
+        &self,
+        table: &deltalake::DeltaTable,
+        name: &str,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<DataFrame> {
         table
             .update_datafusion_session(&self.ctx.state())
-            .map_err(Error::delta(def.qualified_name()))?;
+            .map_err(Error::delta(name))?;
         let provider = table.table_provider().await?;
         let mut frame = self.ctx.read_table(provider)?;
         if let Some(filter) = filter {
@@ -101,7 +130,7 @@ impl LakeIo {
         if !columns.is_empty() {
             frame = frame.select_columns(columns)?;
         }
-        Ok(Some(frame))
+        Ok(frame)
     }
 
     /// Runs a model's SQL with its inputs registered under the given names.
@@ -218,7 +247,7 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// 64 Ki rows (not one per date) give the readers of `silver.events`,
 /// which is sorted by event name, statistics to skip the names they do not
 /// read, and let two threads share one partition.
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("zstd level 1"),

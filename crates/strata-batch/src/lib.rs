@@ -3,6 +3,7 @@
 //! tracking so late data rebuilds exactly what it changes.
 
 mod bronze_index;
+pub mod cdc;
 mod compare;
 pub mod dates;
 mod error;
@@ -20,6 +21,15 @@ pub use io::LakeIo;
 pub use model::Model;
 pub use runner::{BatchConfig, Plan, Progress, Runner, Summary};
 pub use state::StateFile;
+
+/// Registers what of the configuration shapes the set of models: the
+/// captured tables of `postgres_cdc` sources become models
+/// (`silver.<table>`, `silver.<table>_history`). Call it once the
+/// configuration is loaded, before naming a model; calling it again is
+/// harmless.
+pub fn configure(config: &strata_core::Config) -> Result<()> {
+    cdc::configure(config)
+}
 
 /// Where the batch path keeps its state inside the data dir.
 pub fn state_dir(data_dir: &std::path::Path) -> std::path::PathBuf {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strata_lake::schema::TableDef;
 
+use crate::cdc::{self, CdcId};
 use crate::dates::Day;
 use crate::error::{Error, Result};
 use crate::tables::*;
@@ -25,12 +26,18 @@ pub enum Model {
     DimUsers,
     ExperimentEvents,
     ExperimentResults,
+    /// `silver.<table>`: a captured table's current state (`crate::cdc`).
+    CdcState(CdcId),
+    /// `silver.<table>_history`: every version of a captured table's rows.
+    CdcHistory(CdcId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
     /// Every copy of every event in `bronze.events`, whatever its ingest date.
     Bronze,
+    /// The changes of captured database tables in `bronze.cdc_changes`.
+    CdcChanges,
     Model(Model),
 }
 
@@ -54,7 +61,7 @@ pub struct Input {
     pub why: &'static str,
 }
 
-const fn input(upstream: Upstream, reach: Reach, why: &'static str) -> Input {
+pub(crate) const fn input(upstream: Upstream, reach: Reach, why: &'static str) -> Input {
     Input {
         upstream,
         reach,
@@ -64,7 +71,7 @@ const fn input(upstream: Upstream, reach: Reach, why: &'static str) -> Input {
 
 use Model as M;
 use Reach as R;
-use Upstream::{Bronze, Model as Of};
+use Upstream::{Bronze, CdcChanges, Model as Of};
 
 impl Model {
     pub const ALL: [Model; 12] = [
@@ -82,8 +89,24 @@ impl Model {
         M::ExperimentResults,
     ];
 
+    /// The built-in models and one pair per captured table registered
+    /// with [`cdc::configure`].
+    pub fn all() -> Vec<Model> {
+        let mut all = Model::ALL.to_vec();
+        for id in cdc::ids() {
+            all.extend([M::CdcState(id), M::CdcHistory(id)]);
+        }
+        all
+    }
+
+    pub fn is_cdc(self) -> bool {
+        matches!(self, M::CdcState(_) | M::CdcHistory(_))
+    }
+
     pub fn table(self) -> &'static TableDef {
         match self {
+            M::CdcState(id) => &cdc::table(id).state,
+            M::CdcHistory(id) => &cdc::table(id).history,
             M::Identity => &SILVER_IDENTITY,
             M::Events => &SILVER_EVENTS,
             M::ActiveDays => &SILVER_ACTIVE_DAYS,
@@ -219,12 +242,30 @@ impl Model {
                     )]
                 }
             }
-            M::DimUsers => {
+            M::DimUsers => cdc::users_inputs().unwrap_or(
                 const {
                     &[input(
                         Of(M::Identifies),
                         R::Everything,
                         "identify traits of all time, in order",
+                    )]
+                },
+            ),
+            M::CdcState(_) => {
+                const {
+                    &[input(
+                        CdcChanges,
+                        R::Everything,
+                        "the table's changes after the last one it holds",
+                    )]
+                }
+            }
+            M::CdcHistory(_) => {
+                const {
+                    &[input(
+                        CdcChanges,
+                        R::Everything,
+                        "every change of the table: versions close anywhere in its history",
                     )]
                 }
             }
@@ -250,11 +291,12 @@ impl Model {
     }
 
     pub fn parse(text: &str) -> Result<Model> {
-        Model::ALL
-            .into_iter()
+        let all = Model::all();
+        all.iter()
+            .copied()
             .find(|m| m.name() == text || m.table().name == text)
             .ok_or_else(|| {
-                let known: Vec<String> = Model::ALL.iter().map(|m| m.name()).collect();
+                let known: Vec<String> = all.iter().map(|m| m.name()).collect();
                 Error::UnknownModel(text.to_owned(), known.join(", "))
             })
     }
@@ -269,7 +311,7 @@ pub fn topological() -> Vec<Model> {
 /// Models grouped by dependency depth: every model's inputs are in earlier
 /// groups, so the models of one group can be built at the same time.
 pub fn levels() -> Vec<Vec<Model>> {
-    let mut remaining: BTreeSet<Model> = Model::ALL.into_iter().collect();
+    let mut remaining: BTreeSet<Model> = Model::all().into_iter().collect();
     let mut order = Vec::with_capacity(remaining.len());
     while !remaining.is_empty() {
         let ready: Vec<Model> = remaining
@@ -278,7 +320,7 @@ pub fn levels() -> Vec<Vec<Model>> {
             .filter(|m| {
                 m.inputs().iter().all(|i| match i.upstream {
                     Of(u) => u == *m || !remaining.contains(&u),
-                    Bronze => true,
+                    Bronze | CdcChanges => true,
                 })
             })
             .collect();
@@ -306,7 +348,7 @@ pub fn downstream(
     funnel_days: i32,
 ) -> BTreeMap<Model, Affected> {
     let mut out = BTreeMap::new();
-    for model in Model::ALL {
+    for model in Model::all() {
         for i in model.inputs() {
             if i.upstream != Of(upstream) || model == upstream {
                 continue;

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use strata_core::config::{ExperimentsConfig, FunnelConfig};
 
 use crate::bronze_index::{BronzeIndex, Link};
+use crate::cdc;
 use crate::compare::{canonical_rows, rows_by_partition};
 use crate::dates::{Day, format_day};
 use crate::error::{Error, Result};
@@ -32,6 +33,19 @@ pub struct BatchConfig {
 }
 
 impl BatchConfig {
+    /// The batch path's settings of a configuration; registers its captured
+    /// tables as models too ([`crate::configure`]), reporting a table that
+    /// cannot be one.
+    pub fn from_config(config: &strata_core::Config) -> Self {
+        if let Err(e) = crate::configure(config) {
+            tracing::error!(error = %e, "a CDC table is left out of the batch models");
+        }
+        Self {
+            funnels: config.effective_funnels(),
+            experiments: config.experiments.clone(),
+        }
+    }
+
     /// The part of the configuration a model's rows depend on: when it
     /// changes, every partition the model built before is stale.
     fn fingerprint(&self, model: Model) -> Option<String> {
@@ -39,6 +53,11 @@ impl BatchConfig {
             Model::FunnelDaily => Some(format!("{:?}", self.funnels)),
             Model::ExperimentEvents => Some(self.experiments.conversion_event.clone()),
             Model::ExperimentResults => Some(format!("{:?}", self.experiments.conversion_window)),
+            Model::DimUsers => Some(match cdc::users_table() {
+                Ok(Some(id)) => cdc::table(id).qualified(),
+                Ok(None) => String::new(),
+                Err(e) => e.to_string(),
+            }),
             _ => None,
         }
     }
@@ -97,6 +116,11 @@ impl Runner {
         self.activity = None;
         self.relinked.clear();
         self.note_config_changes()?;
+        if plan.dirty {
+            // CDC models keep their position in their own tables, not in
+            // dirty marks: stale is having changes they have not taken in.
+            plan.whole.extend(cdc::stale_models(&self.io).await?);
+        }
         // silver.events needs bronze's index; it also tells which event dates
         // received rows since the last run.
         let mut index = None;
@@ -142,7 +166,10 @@ impl Runner {
                 }
                 match model {
                     _ if model.reads_one_date() => one_date.push((model, days, all_dates)),
-                    Model::DimUsers | Model::ExperimentResults => {
+                    Model::DimUsers
+                    | Model::ExperimentResults
+                    | Model::CdcState(_)
+                    | Model::CdcHistory(_) => {
                         wholes.spawn(build_whole(self.io.clone(), self.config.clone(), model));
                     }
                     _ => in_order.push((model, days)),
@@ -234,7 +261,12 @@ impl Runner {
         let mut whole = plan.whole.contains(&model);
         if !whole
             && plan.whole_if_stale.contains(&model)
-            && (self.state.dirty(model).everything || !self.io.exists(model.table()))
+            && (self.state.dirty(model).everything
+                || if model.is_cdc() {
+                    cdc::stale(&self.io, model).await?
+                } else {
+                    !self.io.exists(model.table())
+                })
         {
             self.progress.planned(1);
             whole = true;
@@ -524,6 +556,10 @@ async fn build_whole(
     let batch = match model {
         Model::DimUsers => dim_users::build(&io).await?,
         Model::ExperimentResults => experiments::build(&io, &config.experiments).await?,
+        Model::CdcState(_) | Model::CdcHistory(_) => {
+            let outcome = cdc::build(&io, model).await?;
+            return Ok((model, outcome, started.elapsed()));
+        }
         other => unreachable!("{other:?} is not a whole-table model"),
     };
     let outcome = replace_if_changed(&io, model, None, vec![batch]).await?;

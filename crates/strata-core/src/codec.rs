@@ -5,10 +5,15 @@
 //! damaged record is an error, never a panic.
 
 use crate::error::{Error, Result};
-use crate::event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectReason};
+use crate::event::{
+    BronzeEvent, ChangeOp, ChangeRecord, EventType, LogRecord, QuarantineRecord, RejectReason,
+    RelationRecord,
+};
 
 const EVENT_V1: u8 = 1;
 const QUARANTINE_V1: u8 = 2;
+const CHANGE_V1: u8 = 3;
+const RELATION_V1: u8 = 4;
 
 // Append only: a reason's position is its byte in the log.
 const REASONS: [RejectReason; 11] = [
@@ -66,6 +71,38 @@ pub fn encode(record: &LogRecord) -> Vec<u8> {
             put_str(&mut out, &q.source);
             put_str(&mut out, &q.detail);
             put_str(&mut out, &q.raw);
+        }
+        LogRecord::Change(c) => {
+            out.push(CHANGE_V1);
+            let flags = (c.tx_id.is_some() as u8)
+                | (c.before.is_some() as u8) << 1
+                | (c.after.is_some() as u8) << 2;
+            out.push(flags);
+            out.push(ChangeOp::ALL.iter().position(|op| *op == c.op).unwrap_or(0) as u8);
+            put_str(&mut out, &c.source);
+            put_str(&mut out, &c.table_schema);
+            put_str(&mut out, &c.table_name);
+            out.extend_from_slice(&c.lsn.to_le_bytes());
+            out.extend_from_slice(&c.commit_ts.to_le_bytes());
+            if let Some(tx) = c.tx_id {
+                out.extend_from_slice(&tx.to_le_bytes());
+            }
+            out.extend_from_slice(&c.seq.to_le_bytes());
+            put_str(&mut out, &c.key);
+            put_opt_str(&mut out, c.before.as_deref());
+            put_opt_str(&mut out, c.after.as_deref());
+            out.extend_from_slice(&c.received_at.to_le_bytes());
+        }
+        LogRecord::Relation(r) => {
+            out.push(RELATION_V1);
+            put_str(&mut out, &r.source);
+            put_str(&mut out, &r.table_schema);
+            put_str(&mut out, &r.table_name);
+            out.extend_from_slice(&r.lsn.to_le_bytes());
+            // Rare and small: JSON keeps the column list's form open.
+            let columns = serde_json::to_string(&r.columns).unwrap_or_else(|_| "[]".into());
+            put_str(&mut out, &columns);
+            out.extend_from_slice(&r.received_at.to_le_bytes());
         }
     }
     out
@@ -129,6 +166,56 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord> {
                 raw,
             }))
         }
+        CHANGE_V1 => {
+            let flags = r.u8()?;
+            let op = *ChangeOp::ALL
+                .get(r.u8()? as usize)
+                .ok_or_else(|| Error::RecordDecode("unknown change op".into()))?;
+            let source = r.string()?;
+            let table_schema = r.string()?;
+            let table_name = r.string()?;
+            let lsn = r.i64()? as u64;
+            let commit_ts = r.i64()?;
+            let tx_id = if flags & 1 != 0 { Some(r.u32()?) } else { None };
+            let seq = r.i64()? as u64;
+            let key = r.string()?;
+            let before = r.opt_string(flags & 1 << 1 != 0)?;
+            let after = r.opt_string(flags & 1 << 2 != 0)?;
+            let received_at = r.i64()?;
+            r.finish()?;
+            Ok(LogRecord::Change(ChangeRecord {
+                source,
+                table_schema,
+                table_name,
+                op,
+                lsn,
+                commit_ts,
+                tx_id,
+                seq,
+                key,
+                before,
+                after,
+                received_at,
+            }))
+        }
+        RELATION_V1 => {
+            let source = r.string()?;
+            let table_schema = r.string()?;
+            let table_name = r.string()?;
+            let lsn = r.i64()? as u64;
+            let columns = serde_json::from_str(r.str()?)
+                .map_err(|e| Error::RecordDecode(format!("relation columns: {e}")))?;
+            let received_at = r.i64()?;
+            r.finish()?;
+            Ok(LogRecord::Relation(RelationRecord {
+                source,
+                table_schema,
+                table_name,
+                lsn,
+                columns,
+                received_at,
+            }))
+        }
         other => Err(Error::RecordDecode(format!(
             "unknown record version {other}"
         ))),
@@ -148,7 +235,7 @@ pub struct EventView<'a> {
 }
 
 /// Reads an event record without copying; `Ok(None)` for a quarantine
-/// record. Rejects exactly what [`decode`] rejects, except that the JSON
+/// record of another kind. Rejects exactly what [`decode`] rejects, except that the JSON
 /// blobs it skips are not checked to be UTF-8.
 pub fn decode_view(bytes: &[u8]) -> Result<Option<EventView<'_>>> {
     let mut r = Reader { bytes, at: 0 };
@@ -183,7 +270,7 @@ pub fn decode_view(bytes: &[u8]) -> Result<Option<EventView<'_>>> {
                 received_at,
             }))
         }
-        QUARANTINE_V1 => Ok(None),
+        QUARANTINE_V1 | CHANGE_V1 | RELATION_V1 => Ok(None),
         other => Err(Error::RecordDecode(format!(
             "unknown record version {other}"
         ))),
@@ -226,6 +313,12 @@ impl<'a> Reader<'a> {
         let mut buf = [0u8; 8];
         buf.copy_from_slice(self.take(8)?);
         Ok(i64::from_le_bytes(buf))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let mut buf = [0u8; 4];
+        buf.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(buf))
     }
 
     fn len(&mut self) -> Result<usize> {

@@ -139,11 +139,144 @@ pub struct QuarantineRecord {
     pub raw: String,
 }
 
+/// What a change-data-capture row did (SPEC §7 `bronze.cdc_changes.op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    Snapshot,
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+}
+
+impl ChangeOp {
+    // Append only: a variant's position is its byte in the log.
+    pub const ALL: [ChangeOp; 5] = [
+        ChangeOp::Snapshot,
+        ChangeOp::Insert,
+        ChangeOp::Update,
+        ChangeOp::Delete,
+        ChangeOp::Truncate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Snapshot => "snapshot",
+            ChangeOp::Insert => "insert",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+            ChangeOp::Truncate => "truncate",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.as_str() == text)
+    }
+}
+
+/// One row change of a database table, as a CDC source read it. JSON blobs
+/// are objects of the row's columns in their PostgreSQL text form (numbers as
+/// JSON numbers, NULL as null).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub source: String,
+    pub table_schema: String,
+    pub table_name: String,
+    pub op: ChangeOp,
+    /// The commit LSN of the transaction; a snapshot's rows carry the
+    /// replication slot's consistent point.
+    pub lsn: u64,
+    /// Commit time of the transaction (snapshot rows: when the snapshot
+    /// was taken), microseconds UTC.
+    pub commit_ts: i64,
+    pub tx_id: Option<u32>,
+    /// Order inside the transaction (inside the snapshot for its rows).
+    pub seq: u64,
+    pub key: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub received_at: i64,
+}
+
+impl ChangeRecord {
+    /// Where this change lies in its source's stream: changes arrive in
+    /// strictly increasing positions, so a source's position is all a sink
+    /// needs to write each change exactly once. A snapshot's rows come
+    /// before any transaction that commits at the consistent point itself.
+    pub fn position(&self) -> ChangePosition {
+        let streamed = if self.op == ChangeOp::Snapshot {
+            0
+        } else {
+            STREAMED_RANK
+        };
+        ChangePosition {
+            lsn: self.lsn,
+            rank: streamed | self.seq,
+        }
+    }
+}
+
+/// Ranks of streamed changes start here, above every snapshot row's; it
+/// keeps ranks positive as 64-bit signed numbers (Delta's transaction
+/// versions).
+const STREAMED_RANK: u64 = 1 << 62;
+
+/// A point in one CDC source's stream of changes, ordered as the changes
+/// arrive: by commit LSN, then snapshot rows before streamed ones, then the
+/// order inside the transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangePosition {
+    pub lsn: u64,
+    pub rank: u64,
+}
+
+/// One column of a captured table as its source declared it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationColumn {
+    pub name: String,
+    /// The PostgreSQL type name as `pg_type.typname` spells it (`int4`,
+    /// `numeric`, `timestamptz`, `_text` for an array of text, ...).
+    pub type_name: String,
+    /// `pg_attribute.atttypmod`: -1 when none, else e.g. a numeric's
+    /// precision and scale (`((p << 16) | s) + 4`).
+    pub type_modifier: i32,
+    /// Part of the primary key.
+    pub key: bool,
+}
+
+/// The column list of a captured table from a given LSN on; silver types
+/// the table's columns by the latest one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationRecord {
+    pub source: String,
+    pub table_schema: String,
+    pub table_name: String,
+    pub lsn: u64,
+    pub columns: Vec<RelationColumn>,
+    pub received_at: i64,
+}
+
+/// Formats an LSN as PostgreSQL prints it, e.g. `0/16B3748`.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// Parses an LSN in PostgreSQL's text form.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    let high = u32::from_str_radix(high, 16).ok()?;
+    let low = u32::from_str_radix(low, 16).ok()?;
+    Some(u64::from(high) << 32 | u64::from(low))
+}
+
 /// One log record; its bytes in the log are `crate::codec`'s binary form.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
     Event(BronzeEvent),
     Quarantine(QuarantineRecord),
+    Change(ChangeRecord),
+    Relation(RelationRecord),
 }
 
 impl LogRecord {

@@ -10,7 +10,10 @@ pub mod normalize;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use event::{BronzeEvent, EventType, LogRecord, QuarantineRecord, RejectReason};
+pub use event::{
+    BronzeEvent, ChangeOp, ChangeRecord, EventType, LogRecord, QuarantineRecord, RejectReason,
+    RelationRecord,
+};
 
 /// The tracing target of the lines that mark the start of a durable step
 /// (`bronze_commit`, `stream_checkpoint`, `partition_commit`, `compaction`):

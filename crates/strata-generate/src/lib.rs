@@ -42,6 +42,13 @@ use population::{Keys, SessionPlan, User};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The `userId` of user number `user` of a generator with `seed`, as its
+/// `identify` calls send it: lets a demo database hold accounts of the same
+/// people the events come from.
+pub fn user_id(seed: u64, user: u64) -> String {
+    format!("usr_{:016x}", Keys::new(seed).user_hash(user))
+}
+
 /// With an unbounded run, new users arrive at `users / NEW_USER_DAYS` per day.
 const NEW_USER_DAYS: u128 = 30;
 

@@ -138,3 +138,54 @@ pub const BRONZE_QUARANTINE: TableDef = TableDef {
     partition_by: &["ingest_date"],
     description: "Every rejected input with the reason; nothing is dropped silently.",
 };
+
+/// Every row change of every captured database table (SPEC §7), append-only
+/// and partitioned by `ingest_date` like the rest of bronze; silver replays
+/// it per table in `(lsn, seq)` order.
+pub const BRONZE_CDC_CHANGES: TableDef = TableDef {
+    layer: "bronze",
+    name: "cdc_changes",
+    columns: &[
+        col("source", T::String, false),
+        col("table_schema", T::String, false),
+        col("table_name", T::String, false),
+        col("op", T::String, false),
+        col("lsn", T::String, false),
+        col("commit_ts", T::Timestamp, false),
+        col("tx_id", T::Long, true),
+        col("seq", T::Long, false),
+        col("key", T::String, false),
+        col("before", T::String, true),
+        col("after", T::String, true),
+        col("received_at", T::Timestamp, false),
+        col("ingest_date", T::Date, false),
+        // The LSN as a number, so the silver models sort and filter on it
+        // without parsing text; `lsn` keeps PostgreSQL's spelling.
+        col("lsn_value", T::Long, false),
+        col("log_partition", T::Int, false),
+        col("log_offset", T::Long, false),
+    ],
+    partition_by: &["ingest_date"],
+    description: "Every change of every captured database table, exactly once, in commit order.",
+};
+
+/// The column lists of captured tables, one row each time a source sees a
+/// table's definition change; silver types a table's columns by its latest.
+pub const BRONZE_CDC_SCHEMAS: TableDef = TableDef {
+    layer: "bronze",
+    name: "cdc_schemas",
+    columns: &[
+        col("source", T::String, false),
+        col("table_schema", T::String, false),
+        col("table_name", T::String, false),
+        col("lsn", T::String, false),
+        col("lsn_value", T::Long, false),
+        col("columns", T::String, false),
+        col("received_at", T::Timestamp, false),
+        col("ingest_date", T::Date, false),
+        col("log_partition", T::Int, false),
+        col("log_offset", T::Long, false),
+    ],
+    partition_by: &["ingest_date"],
+    description: "The column list of each captured table as its source declared it, by LSN.",
+};

@@ -41,7 +41,7 @@ impl Request {
             .map(|d| d.format("%Y-%m-%d").to_string())
             .collect();
         let models: Vec<(Model, bool)> = if target == "all" {
-            Model::ALL
+            Model::all()
                 .into_iter()
                 .filter(|m| *m != Model::Identity)
                 .map(|m| (m, !m.is_daily()))

@@ -53,7 +53,14 @@ pub struct Graph {
 
 /// How many days past its entry date the config's longest funnel reaches:
 /// what the graph and the schedules need to know of the funnels.
+///
+/// Every graph is made from this, so it also registers the configuration's
+/// captured tables as models (`strata_batch::configure`): the graph then has
+/// their nodes.
 pub fn funnel_days(config: &strata_core::Config) -> i32 {
+    // A table left out is reported once, by `BatchWorkload::new`: this runs
+    // for every status page too.
+    let _ = strata_batch::configure(config);
     strata_batch::models::funnels::days_after(&config.effective_funnels())
 }
 

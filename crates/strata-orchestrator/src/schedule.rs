@@ -49,9 +49,9 @@ impl Schedule {
     }
 
     /// `daily`: every model's partition of the day that ended, and the
-    /// whole-table models.
+    /// whole-table models (captured tables' too, when registered).
     pub fn daily(expression: &str, delay: Duration) -> Result<Self> {
-        let models = Model::ALL
+        let models = Model::all()
             .into_iter()
             .filter(|m| *m != Model::Identity)
             .collect();

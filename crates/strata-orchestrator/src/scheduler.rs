@@ -18,6 +18,10 @@ use crate::schedule::Schedule;
 use crate::store::{NewRun, Run, RunKey, RunState, RunStore, micros, now_micros};
 use crate::workload::Workload;
 
+mod lane;
+
+use lane::Lane;
+
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub dirty_check_interval: Duration,
@@ -103,6 +107,12 @@ pub struct Scheduler<W: Workload> {
     last_sense: Option<i64>,
     /// Claim this backfill's runs before any other.
     focus: Option<String>,
+    /// Which models' runs this scheduler claims.
+    lane: Lane,
+    /// The fast models' input as last queued for (`lane`).
+    fast_input_seen: Option<u64>,
+    /// When the fast lane last pruned its models' old runs.
+    last_prune: Option<i64>,
 }
 
 impl<W: Workload> Scheduler<W> {
@@ -117,6 +127,9 @@ impl<W: Workload> Scheduler<W> {
             worker,
             last_sense: None,
             focus: None,
+            lane: Lane::All,
+            fast_input_seen: None,
+            last_prune: None,
         })
     }
 
@@ -154,20 +167,24 @@ impl<W: Workload> Scheduler<W> {
         if scan {
             self.last_sense = Some(now);
         }
-        // A partition that just failed, or was blocked by a failure, stays
-        // dirty; it is tried again once a check interval, not on every pass.
+        let resting = self.resting(now).await?;
+        let dirty = dirty.into_iter().filter(|k| !resting.contains(k));
+        let runs = self.graph.new_runs(dirty, "dirty", None, |_| false)?;
+        self.enqueue(&runs, now).await
+    }
+
+    /// A partition that just failed, or was blocked by a failure, stays
+    /// dirty; it is tried again once a check interval, not on every pass.
+    async fn resting(&self, now: i64) -> Result<BTreeSet<RunKey>> {
         let recent = now - micros(self.config.dirty_check_interval);
-        let resting: BTreeSet<RunKey> = self
+        Ok(self
             .store
             .broken()
             .await?
             .into_iter()
             .filter(|r| r.finished_at.is_some_and(|t| t > recent))
             .map(|r| r.key)
-            .collect();
-        let dirty = dirty.into_iter().filter(|k| !resting.contains(k));
-        let runs = self.graph.new_runs(dirty, "dirty", None, |_| false)?;
-        self.enqueue(&runs, now).await
+            .collect())
     }
 
     /// One pass: requeue abandoned runs, fire due schedules, sense dirty
@@ -296,6 +313,7 @@ impl<W: Workload> Scheduler<W> {
         }
         let mut candidates: Vec<usize> = (0..pending.len())
             .filter(|&i| pending[i].state == RunState::Queued && pending[i].not_before <= now)
+            .filter(|&i| self.lane.claims(&pending[i].key.model))
             .collect();
         // With a focus, its runs come first (a stable sort keeps each group
         // in claim order) and are claimed apart from others' runs.
@@ -487,9 +505,12 @@ impl<W: Workload> Scheduler<W> {
         Ok(done)
     }
 
-    /// Works until `stop`: ticks, and sleeps a poll interval when idle.
+    /// Works until `stop`: ticks, and sleeps a poll interval when idle. The
+    /// workload's fast models, if any, are built by a second scheduler of
+    /// this process on a lane of their own (`lane`).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         tracing::info!(worker = %self.worker, backend = ?self.store.backend(), "scheduler started");
+        let fast_lane = self.start_fast_lane(stop.clone()).await?;
         // While the store is unreachable, passes fail; they are retried less
         // often each time (up to a minute) instead of once a poll interval.
         let mut failures = 0u32;
@@ -515,6 +536,13 @@ impl<W: Workload> Scheduler<W> {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
+            }
+        }
+        if let Some(lane) = fast_lane {
+            match lane.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "fast lane stopped"),
+                Err(e) => tracing::error!(error = %e, "fast lane panicked"),
+                Ok(Ok(())) => {}
             }
         }
         Ok(())

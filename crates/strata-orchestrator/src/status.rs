@@ -151,7 +151,7 @@ pub async fn report(
     }
     let mut models = Vec::new();
     // silver.identity is built with silver.events, never as a run of its own.
-    for model in Model::ALL.into_iter().filter(|m| *m != Model::Identity) {
+    for model in Model::all().into_iter().filter(|m| *m != Model::Identity) {
         let name = model.name();
         let done = successes.remove(&name).unwrap_or_default();
         models.push(ModelStatus {

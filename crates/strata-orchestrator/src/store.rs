@@ -354,6 +354,22 @@ impl RunStore {
         Ok(recorded)
     }
 
+    /// Deletes the succeeded runs of `model` that finished before `before`,
+    /// but its latest: for models run every few seconds (the fast lane),
+    /// whose every run would otherwise stay in the store for good.
+    pub async fn prune_succeeded(&self, model: &str, before: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM runs WHERE model = $1 AND state = 'succeeded' AND finished_at < $2 \
+             AND id NOT IN (SELECT id FROM runs WHERE model = $1 AND state = 'succeeded' \
+             ORDER BY finished_at DESC, id DESC LIMIT 1)",
+        )
+        .bind(model)
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Records partitions a run built beyond those it was asked for (the
     /// dates new identity links reach): a queued run of such a partition
     /// is done, otherwise a finished run is added, so status shows them.

@@ -7,7 +7,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use strata_batch::cdc::ChangesWatch;
 use strata_batch::dates::{day_of, format_day};
+use strata_batch::plan::Outcome;
 use strata_batch::{BatchConfig, LakeIo, Model, Plan, Progress, Runner, StateFile};
 use strata_core::Config;
 use strata_lake::Lake;
@@ -27,6 +29,19 @@ pub trait Workload: Send + Sync + 'static {
     /// The partitions marked dirty, after looking for newly landed data
     /// when `scan` is set.
     fn dirty(&self, scan: bool) -> impl Future<Output = Result<Vec<RunKey>, String>> + Send;
+
+    /// Models kept within seconds of their input: the scheduler builds them
+    /// on a lane of their own, queued whenever [`Self::fast_input`] moves,
+    /// so no long run of another model holds them up.
+    fn fast_models(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A number that moves when input of the fast models lands (`None`
+    /// while there is none); cheap enough to ask every fraction of a second.
+    fn fast_input(&self) -> impl Future<Output = Result<Option<u64>, String>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// The batch models over a data dir.
@@ -35,23 +50,48 @@ pub struct BatchWorkload {
     state_dir: PathBuf,
     config: BatchConfig,
     parallel: usize,
+    changes: Mutex<ChangesWatch>,
 }
 
 impl BatchWorkload {
+    /// Registers the configuration's captured tables as models, too.
     pub fn new(config: &Config, parallel: usize) -> Self {
+        let lake_dir = config.lake_dir();
         Self {
-            lake_dir: config.lake_dir(),
+            changes: Mutex::new(ChangesWatch::new(&Lake::new(lake_dir.clone()))),
+            lake_dir,
             state_dir: strata_batch::state_dir(&config.data_dir),
-            config: BatchConfig {
-                funnels: config.effective_funnels(),
-                experiments: config.experiments.clone(),
-            },
+            config: BatchConfig::from_config(config),
             parallel,
         }
     }
 
+    fn io(&self) -> LakeIo {
+        LakeIo::new(Lake::new(self.lake_dir.clone()))
+    }
+
+    /// Builds current-state CDC tables without the batch state: each keeps
+    /// its position in its own Delta log and nothing downstream reads it,
+    /// so it need not wait for the batch lock a long run holds.
+    async fn execute_fast(&self, runs: &[Run]) -> Result<Written, String> {
+        let io = self.io();
+        let mut written = Written::new();
+        for run in runs {
+            let model = Model::parse(&run.key.model).map_err(|e| e.to_string())?;
+            let rows = match strata_batch::cdc::build(&io, model)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Outcome::Written(rows) => rows as i64,
+                Outcome::Unchanged => 0,
+            };
+            written.insert(run.key.clone(), rows);
+        }
+        Ok(written)
+    }
+
     async fn runner(&self) -> strata_batch::Result<Runner> {
-        let io = LakeIo::new(Lake::new(self.lake_dir.clone()));
+        let io = self.io();
         let state = StateFile::open_waiting(&self.state_dir).await?;
         Ok(Runner::new(io, self.config.clone(), state).with_parallel(self.parallel))
     }
@@ -98,6 +138,10 @@ fn plan_of(runs: &[Run]) -> Result<Plan, String> {
 
 impl Workload for BatchWorkload {
     async fn execute(&self, runs: &[Run]) -> Result<Written, String> {
+        let fast = self.fast_models();
+        if !runs.is_empty() && runs.iter().all(|r| fast.contains(&r.key.model)) {
+            return self.execute_fast(runs).await;
+        }
         let plan = plan_of(runs)?;
         let tally = Arc::new(Tally::default());
         let mut runner = self
@@ -117,12 +161,20 @@ impl Workload for BatchWorkload {
     }
 
     async fn dirty(&self, scan: bool) -> Result<Vec<RunKey>, String> {
+        let mut keys = BTreeSet::new();
         if scan {
             let mut runner = self.runner().await.map_err(|e| e.to_string())?;
             runner.scan_bronze().await.map_err(|e| e.to_string())?;
+            // CDC models are stale when bronze holds changes they have not
+            // taken in; only a scan looks, as it reads bronze.
+            let stale = strata_batch::cdc::stale_models(&self.io())
+                .await
+                .map_err(|e| e.to_string())?;
+            for model in stale {
+                keys.insert(RunKey::new(model.name(), ALL));
+            }
         }
         let state = StateFile::read(&self.state_dir).map_err(|e| e.to_string())?;
-        let mut keys = BTreeSet::new();
         for (model, date) in state.all_dirty() {
             let partition = match date {
                 Some(d) => format_day(day_of(d)),
@@ -131,6 +183,18 @@ impl Workload for BatchWorkload {
             keys.insert(RunKey::new(model, partition));
         }
         Ok(keys.into_iter().collect())
+    }
+
+    fn fast_models(&self) -> Vec<String> {
+        Model::all()
+            .into_iter()
+            .filter(|m| matches!(m, Model::CdcState(_)))
+            .map(Model::name)
+            .collect()
+    }
+
+    async fn fast_input(&self) -> Result<Option<u64>, String> {
+        Ok(self.changes.lock().map_err(|e| e.to_string())?.latest())
     }
 }
 

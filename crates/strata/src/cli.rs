@@ -88,6 +88,11 @@ pub struct DemoArgs {
     pub users: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// A PostgreSQL with wal_level = logical: the demo creates the shop's
+    /// own database there (schema `strata_demo`: accounts, products,
+    /// orders), replicates it and changes it while the events flow.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,6 +198,34 @@ pub enum BenchCommand {
     /// Hostile inputs (issue 23), one after another against a `strata serve`
     /// child: the peak RSS under each, and `/health` checked throughout.
     Attacks(BenchAttacksArgs),
+    /// PostgreSQL CDC into bronze and silver: snapshot and backlog rates,
+    /// and commit-to-silver lag under a steady update rate, against a
+    /// `strata serve` child and a real PostgreSQL.
+    Cdc(BenchCdcArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchCdcArgs {
+    /// A PostgreSQL with wal_level = logical; the benchmark creates (and
+    /// drops) a database `strata_bench_cdc` on it.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "postgres://postgres@127.0.0.1:5433/postgres"
+    )]
+    pub database_url: String,
+    /// Rows of the captured table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Single-row updates committed while Strata is stopped, then drained.
+    #[arg(long, default_value_t = 500_000)]
+    pub backlog: u64,
+    /// Changes per second of the steady phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Seconds of the steady phase.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,15 @@ impl From<strata_core::Error> for CliError {
     }
 }
 
+impl From<strata_sources::Error> for CliError {
+    fn from(e: strata_sources::Error) -> Self {
+        match e {
+            strata_sources::Error::Config(_) => CliError::Usage(e.to_string()),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
+}
+
 impl From<strata_lake::Error> for CliError {
     fn from(e: strata_lake::Error) -> Self {
         CliError::Runtime(e.to_string())

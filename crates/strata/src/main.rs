@@ -74,6 +74,7 @@ fn main() {
                 commands::bench_stream::run(&cli.global, args).await
             }
             Command::Bench(BenchCommand::Chaos(args)) => commands::bench_chaos::run(args).await,
+            Command::Bench(BenchCommand::Cdc(args)) => commands::bench_cdc::run(args).await,
             Command::Bench(BenchCommand::Attacks(args)) => {
                 commands::bench_attacks::run(&cli.global, args).await
             }
@@ -91,7 +92,7 @@ fn init_tracing() {
     // (a conflict that is not is returned as an error and reported).
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=error,datafusion=warn,sqlx::postgres::notice=warn",
+            "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=error,datafusion=warn,sqlx::postgres::notice=warn,pg_walstream=warn",
         )
     });
     tracing_subscriber::fmt()

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_collector::Collector;
 use strata_core::Config;
 use strata_core::config::SourceConfig;
 use strata_lake::Lake;
 use strata_lake::bronze::{BronzeLoader, CONSUMER};
 use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use strata_sources::Collector;
 use strata_stream::StreamProcessor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +24,9 @@ use crate::error::{CliError, Result};
 /// Loads the config file and applies command-line and environment overrides.
 pub fn load_config(global: &GlobalArgs, listen: Option<String>) -> Result<Config> {
     let mut config = Config::load(global.config.as_deref())?;
+    strata_sources::check_config(&config)?;
+    // The CDC tables' silver models exist once their sources are known.
+    strata_batch::configure(&config).map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(dir) = &global.data_dir {
         config.data_dir = dir.clone();
     }
@@ -34,11 +37,13 @@ pub fn load_config(global: &GlobalArgs, listen: Option<String>) -> Result<Config
 }
 
 /// With no `[[sources]]`, SPEC §1 wants one source named `default` whose key
-/// comes from `STRATA_WRITE_KEY`, or is generated once. The generated key is
-/// kept in the data dir so restarts do not break clients. Returns the key
-/// when it was generated or read back, so it can be printed.
+/// comes from `STRATA_WRITE_KEY`, or is generated once. The same holds when
+/// every source reads from elsewhere (CDC): the tracking API always has a
+/// key. The generated key is kept in the data dir so restarts do not break
+/// clients. Returns the key when it was generated or read back, so it can
+/// be printed.
 pub fn ensure_default_source(config: &mut Config) -> Result<Option<String>> {
-    if !config.sources.is_empty() {
+    if config.sources.iter().any(SourceConfig::is_http) {
         return Ok(None);
     }
     let from_env = std::env::var("STRATA_WRITE_KEY")
@@ -51,10 +56,7 @@ pub fn ensure_default_source(config: &mut Config) -> Result<Option<String>> {
             (key.clone(), Some(key))
         }
     };
-    config.sources.push(SourceConfig {
-        name: "default".into(),
-        write_key: key,
-    });
+    config.sources.push(SourceConfig::http("default", key));
     Ok(to_print)
 }
 
@@ -229,7 +231,7 @@ impl Server {
                 api = api.with_store(store);
             }
             let api = strata_api::router(api.build());
-            let ingest = strata_collector::router(collector.clone());
+            let ingest = strata_sources::http::router(collector.clone());
             let header_read_timeout = config.collector.header_read_timeout;
             // With dashboard_listen the listen port serves ingestion only:
             // the dashboard and /api/* answer 404 there.
@@ -243,7 +245,8 @@ impl Server {
                         let stopped = async move {
                             let _ = http_stop.wait_for(|stop| *stop).await;
                         };
-                        strata_collector::serve(listener, api, header_read_timeout, stopped).await
+                        strata_sources::http::serve(listener, api, header_read_timeout, stopped)
+                            .await
                     }));
                     ingest
                 }
@@ -255,8 +258,27 @@ impl Server {
                     let _ = http_stop.wait_for(|stop| *stop).await;
                     collector.set_ready(false);
                 };
-                strata_collector::serve(listener, app, header_read_timeout, stopped).await
+                strata_sources::http::serve(listener, app, header_read_timeout, stopped).await
             }));
+        }
+
+        // Sources that read from elsewhere (CDC) are producers like the HTTP
+        // API: they start with it, and stop before the consumers drain.
+        let mut pulled = Vec::new();
+        if has(Role::Collector) {
+            let producer = strata_sources::Producer::new(dyn_log());
+            for mut source in strata_sources::build_sources(config, &producer)? {
+                source.start().await?;
+                let source_stop = stop_rx.clone();
+                let name = source.name().to_string();
+                pulled.push(tokio::spawn(async move {
+                    let result = source.run(source_stop).await;
+                    if let Err(e) = &result {
+                        tracing::error!(source = %name, error = %e, "source stopped; its data will fall behind");
+                    }
+                    result.map_err(CliError::from)
+                }));
+            }
         }
 
         // The log's consumers drain and stop together, after the HTTP server.
@@ -285,6 +307,11 @@ impl Server {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "http server failed"),
                     Err(e) => tracing::error!(error = %e, "http server panicked"),
+                }
+            }
+            for source in pulled {
+                if let Err(e) = join_consumer("source", Some(source)).await {
+                    tracing::error!(error = %e, "source failed");
                 }
             }
             // The scheduler gives its unfinished runs back to the queue.

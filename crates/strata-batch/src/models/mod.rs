@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod dim_users;
+mod dim_users_cdc;
 pub mod experiments;
 pub mod funnels;
 pub mod identity;

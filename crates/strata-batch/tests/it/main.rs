@@ -1,3 +1,7 @@
+mod cdc;
+mod cdc_feed;
+mod cdc_perf;
+mod cdc_users;
 mod config_change;
 mod crosscheck;
 mod formats;

@@ -1,4 +1,5 @@
-//! The bronze loader: log → `bronze.events` / `bronze.quarantine`, exactly once.
+//! The bronze loader: log → one bronze table per kind of record (events,
+//! quarantine, CDC changes and table definitions), exactly once.
 //!
 //! Each Delta commit carries, as application transactions (`txn` actions),
 //! the next log offset of every partition it covers. Before each write the
@@ -8,179 +9,54 @@
 //! of step with the data.
 
 mod rows;
+mod sink;
 
-use std::collections::BTreeMap;
-use std::num::NonZeroU64;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltalake::DeltaTable;
-use deltalake::delta_datafusion::DeltaSessionContext;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{FilterOp, FilterValue};
 use strata_core::config::LoaderConfig;
-use strata_core::event::BronzeEvent;
+use strata_core::event::{BronzeEvent, ChangePosition};
 use strata_log::{Log, LogEntry, LogError};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::schema::{BRONZE_EVENTS, BRONZE_QUARANTINE, TableDef};
+use crate::schema::BRONZE_EVENTS;
 use crate::table::Lake;
 
-pub use rows::{Decoded, Rows};
+pub use rows::{Decoded, Rows, Table};
+pub use sink::ChangePositions;
+use sink::Sink;
 
 /// The name under which the loader reports its progress to the log.
 pub const CONSUMER: &str = "bronze";
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Log records decoded and converted to Arrow at a time.
 const CONVERT_ROWS: usize = 16 * 1024;
-/// Compaction holds the file it writes in memory until the file is
-/// complete, so its size bounds what compaction adds to the loader's peak.
-const OPTIMIZE_TARGET_BYTES: u64 = 64 * 1024 * 1024;
-const COMPACTED_ROW_GROUP_ROWS: usize = 32 * 1024;
-
-fn app_id(partition: u32) -> String {
-    format!("strata-bronze-p{partition}")
-}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LoadStats {
     pub events: usize,
     pub quarantined: usize,
-    /// Records already present in the table (re-deliveries).
+    /// CDC changes and table definitions.
+    pub changes: usize,
+    /// Records already present in their table (re-deliveries, and changes
+    /// a CDC source sent again after a restart).
     pub skipped: usize,
 }
 
-/// One bronze table with the log positions it has committed.
-struct Sink {
-    def: &'static TableDef,
-    table: DeltaTable,
-    committed: Vec<u64>,
-}
-
-impl Sink {
-    async fn open(lake: &Lake, def: &'static TableDef, partitions: u32) -> Result<Self> {
-        let table = lake.open_or_create(def).await?;
-        let mut sink = Self {
-            def,
-            table,
-            committed: vec![0; partitions as usize],
-        };
-        sink.read_positions().await?;
-        Ok(sink)
-    }
-
-    /// The check before each write: another writer (or our own previous
-    /// life) may have committed since we last looked.
-    async fn refresh(&mut self) -> Result<()> {
-        self.table
-            .update_state()
-            .await
-            .map_err(Error::delta(self.def.qualified_name()))?;
-        self.read_positions().await
-    }
-
-    async fn read_positions(&mut self) -> Result<()> {
-        let state = self
-            .table
-            .snapshot()
-            .map_err(Error::delta(self.def.qualified_name()))?;
-        let log_store = self.table.log_store();
-        for (partition, position) in self.committed.iter_mut().enumerate() {
-            let version = state
-                .transaction_version(log_store.as_ref(), app_id(partition as u32))
-                .await
-                .map_err(Error::delta(self.def.qualified_name()))?;
-            *position = version.map_or(0, |v| v.max(0) as u64);
-        }
-        Ok(())
-    }
-
-    async fn append(
-        &mut self,
-        batches: Vec<deltalake::arrow::record_batch::RecordBatch>,
-        ends: &BTreeMap<u32, u64>,
-    ) -> Result<()> {
-        let txns = ends
-            .iter()
-            .map(|(p, end)| Transaction::new(app_id(*p), *end as i64))
-            .collect();
-        let table = self
-            .table
-            .clone()
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
-            .await
-            .map_err(Error::delta(self.def.qualified_name()))?;
-        self.table = table;
-        for (p, end) in ends {
-            self.committed[*p as usize] = *end;
-        }
-        Ok(())
-    }
-
-    async fn optimize(&mut self, since: &str) -> Result<()> {
-        let filters = [("ingest_date", FilterOp::Ge, FilterValue::Scalar(since))];
-        let (table, metrics) = self
-            .table
-            .clone()
-            .optimize()
-            .with_filters(&filters)
-            .with_target_size(NonZeroU64::new(OPTIMIZE_TARGET_BYTES).expect("non-zero"))
-            // One file at a time: compaction runs beside ingest, and each
-            // file in progress is held in memory whole.
-            .with_max_concurrent_tasks(1)
-            .with_session_state(compaction_session()?)
-            .with_writer_properties(compaction_writer())
-            .await
-            .map_err(Error::delta(self.def.qualified_name()))?;
-        self.table = table;
-        tracing::info!(
-            table = %self.def.qualified_name(),
-            files_added = metrics.num_files_added,
-            files_removed = metrics.num_files_removed,
-            "compacted small files"
-        );
-        Ok(())
-    }
-}
-
-/// Compaction reads its input files one after another (the default scan
-/// reads a partition per core side by side, each with its row groups in
-/// memory), beside ingest at its busiest.
-fn compaction_session() -> Result<Arc<dyn deltalake::datafusion::catalog::Session>> {
-    let overrides = [(
-        "datafusion.execution.target_partitions".to_string(),
-        "1".to_string(),
-    )]
-    .into_iter()
-    .collect();
-    let context = DeltaSessionContext::new_with_session_overrides(&overrides)
-        .map_err(Error::delta("bronze compaction"))?;
-    Ok(Arc::new(context.state()))
-}
-
-/// The writer's defaults, zstd level 4 as delta-rs compacts, but row groups
-/// cut at [`COMPACTED_ROW_GROUP_ROWS`]: a row group is encoded in memory
-/// whole, and bronze rows are large.
-fn compaction_writer() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(4).expect("a zstd level"),
-        ))
-        .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
-        .build()
-}
-
+/// The loader keeps one [`Sink`] per [`Table`]: the table map. Adding a
+/// kind of record is a variant of `Table` and its columns, nothing here.
+///
+/// A table created on its first row counts in the committed positions only
+/// once it exists. That is safe because tables are committed in `Table`
+/// order, those created late first: no commit of the others can move past
+/// a record whose table does not exist yet.
 pub struct BronzeLoader {
+    lake: Lake,
     log: Arc<dyn Log>,
-    events: Sink,
-    quarantine: Sink,
+    sinks: Vec<(Table, Sink)>,
     /// Next offset to read from the log, per partition.
     cursor: Vec<u64>,
     config: LoaderConfig,
@@ -190,12 +66,14 @@ pub struct BronzeLoader {
 impl BronzeLoader {
     pub async fn open(lake: &Lake, log: Arc<dyn Log>, config: LoaderConfig) -> Result<Self> {
         let partitions = log.partition_count();
-        let events = Sink::open(lake, &BRONZE_EVENTS, partitions).await?;
-        let quarantine = Sink::open(lake, &BRONZE_QUARANTINE, partitions).await?;
+        let mut sinks = Vec::new();
+        for table in Table::ALL {
+            sinks.push((table, Sink::open(lake, table, partitions).await?));
+        }
         let mut loader = Self {
+            lake: lake.clone(),
             log,
-            events,
-            quarantine,
+            sinks,
             cursor: Vec::new(),
             config,
             commits_since_optimize: 0,
@@ -204,14 +82,28 @@ impl BronzeLoader {
         Ok(loader)
     }
 
-    /// Per partition, the offset below which both tables hold every record.
+    /// Per partition, the offset below which every table holds every record.
     pub fn committed_positions(&self) -> Vec<u64> {
-        self.events
-            .committed
-            .iter()
-            .zip(&self.quarantine.committed)
-            .map(|(e, q)| *e.min(q))
+        let partitions = self.log.partition_count() as usize;
+        (0..partitions)
+            .map(|p| {
+                self.sinks
+                    .iter()
+                    .filter(|(_, sink)| sink.exists())
+                    .map(|(_, sink)| sink.committed[p])
+                    .min()
+                    .unwrap_or(0)
+            })
             .collect()
+    }
+
+    fn sink(&mut self, table: Table) -> &mut Sink {
+        &mut self
+            .sinks
+            .iter_mut()
+            .find(|(t, _)| *t == table)
+            .expect("a sink per table")
+            .1
     }
 
     /// Records the log holds beyond what bronze has read.
@@ -265,12 +157,15 @@ impl BronzeLoader {
         if entries.is_empty() {
             return Ok(LoadStats::default());
         }
-        self.events.refresh().await?;
-        self.quarantine.refresh().await?;
+        for (_, sink) in &mut self.sinks {
+            sink.refresh(&self.lake).await?;
+        }
 
         let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
         let mut stats = LoadStats::default();
-        let (mut events, mut quarantine) = (Vec::new(), Vec::new());
+        let mut batches: HashMap<Table, Vec<_>> = HashMap::new();
+        // Per CDC source, the position of its last change in this batch.
+        let mut sources: HashMap<String, ChangePosition> = HashMap::new();
         // Decoded rows are a third copy of the batch: hold one chunk of them
         // at a time, next to the log records and the Arrow arrays.
         for chunk in entries.chunks(CONVERT_ROWS) {
@@ -279,44 +174,68 @@ impl BronzeLoader {
                 let p = entry.partition as usize;
                 let end = ends.entry(entry.partition).or_insert(0);
                 *end = (*end).max(entry.offset + 1);
-                match rows::decode(entry) {
-                    Decoded::Event(event) if entry.offset >= self.events.committed[p] => {
-                        rows.push_event(entry.partition, entry.offset, event)
-                    }
-                    Decoded::Quarantine(record) if entry.offset >= self.quarantine.committed[p] => {
-                        rows.push_quarantine(entry.partition, entry.offset, record)
-                    }
-                    _ => stats.skipped += 1,
+                let record = rows::decode(entry);
+                let table = record.table();
+                if entry.offset < self.sink(table).committed[p] {
+                    stats.skipped += 1;
+                    continue;
                 }
+                if let Decoded::Change(change) = &record {
+                    // A CDC source re-sends what its database had not seen
+                    // acknowledged: the position tells the copies apart.
+                    let last = match sources.get(&change.source) {
+                        Some(position) => *position,
+                        None => self.sink(table).source_position(&change.source).await?,
+                    };
+                    if change.position() <= last {
+                        stats.skipped += 1;
+                        continue;
+                    }
+                    sources.insert(change.source.clone(), change.position());
+                }
+                rows.push(entry.partition, entry.offset, record);
             }
-            stats.events += rows.event_count();
-            stats.quarantined += rows.quarantine_count();
-            if rows.event_count() > 0 {
-                events.push(rows.events_batch()?);
-            }
-            if rows.quarantine_count() > 0 {
-                quarantine.push(rows.quarantine_batch()?);
+            stats.events += rows.count(Table::Events);
+            stats.quarantined += rows.count(Table::Quarantine);
+            stats.changes += rows.count(Table::CdcChanges) + rows.count(Table::CdcSchemas);
+            for table in Table::ALL {
+                if rows.count(table) > 0 {
+                    batches.entry(table).or_default().push(rows.batch(table)?);
+                }
             }
         }
 
         let started = Instant::now();
         tracing::debug!(target: strata_core::PHASE, "bronze_commit");
-        if stats.events > 0 {
-            let ends = advancing(&ends, &self.events.committed);
-            self.events.append(events, &ends).await?;
-            self.commits_since_optimize += 1;
-        }
-        if stats.quarantined > 0 {
-            let ends = advancing(&ends, &self.quarantine.committed);
-            self.quarantine.append(quarantine, &ends).await?;
+        let no_sources = HashMap::new();
+        for table in Table::ALL {
+            let Some(batches) = batches.remove(&table) else {
+                continue;
+            };
+            let lake = self.lake.clone();
+            let sink = self.sink(table);
+            let table_ends = advancing(&ends, &sink.committed);
+            let positions = if table == Table::CdcChanges {
+                &sources
+            } else {
+                &no_sources
+            };
+            sink.append(&lake, batches, &table_ends, positions).await?;
+            if table == Table::Events {
+                self.commits_since_optimize += 1;
+            }
         }
         metrics::histogram!("strata_bronze_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("strata_bronze_rows_total", "table" => "events")
             .increment(stats.events as u64);
         metrics::counter!("strata_bronze_rows_total", "table" => "quarantine")
             .increment(stats.quarantined as u64);
+        if stats.changes > 0 {
+            metrics::counter!("strata_bronze_rows_total", "table" => "cdc")
+                .increment(stats.changes as u64);
+        }
 
-        // Both tables now hold everything below `end` of this batch.
+        // Every table now holds everything below `end` of this batch.
         for (p, end) in &ends {
             let cursor = &mut self.cursor[*p as usize];
             *cursor = (*cursor).max(*end);
@@ -345,8 +264,9 @@ impl BronzeLoader {
         let since = (chrono::Utc::now() - chrono::Duration::days(1))
             .date_naive()
             .to_string();
-        self.events.optimize(&since).await?;
-        self.quarantine.optimize(&since).await?;
+        for (_, sink) in &mut self.sinks {
+            sink.optimize(&since).await?;
+        }
         self.commits_since_optimize = 0;
         Ok(())
     }
@@ -365,6 +285,7 @@ impl BronzeLoader {
             let stats = self.write(&entries).await?;
             total.events += stats.events;
             total.quarantined += stats.quarantined;
+            total.changes += stats.changes;
             total.skipped += stats.skipped;
         }
     }
@@ -467,13 +388,9 @@ fn advancing(ends: &BTreeMap<u32, u64>, committed: &[u64]) -> BTreeMap<u32, u64>
 /// Log records below the committed positions of `bronze.events`, summed over
 /// `partitions`: what a reader outside the loader can see as loaded.
 pub async fn loaded_records(lake: &Lake, partitions: u32) -> Result<u64> {
-    let table = lake.open(BRONZE_EVENTS.layer, BRONZE_EVENTS.name).await?;
-    let mut sink = Sink {
-        def: &BRONZE_EVENTS,
-        table,
-        committed: vec![0; partitions as usize],
-    };
-    sink.read_positions().await?;
+    // Fails as opening does when there is no table yet.
+    lake.open(BRONZE_EVENTS.layer, BRONZE_EVENTS.name).await?;
+    let sink = Sink::open(lake, Table::Events, partitions).await?;
     Ok(sink.committed.iter().sum())
 }
 

@@ -7,11 +7,14 @@ use deltalake::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::record_batch::RecordBatch;
-use strata_core::event::{BronzeEvent, LogRecord, QuarantineRecord, RejectReason};
+use strata_core::event::{
+    BronzeEvent, ChangeRecord, LogRecord, QuarantineRecord, RejectReason, RelationRecord,
+    format_lsn,
+};
 use strata_log::LogEntry;
 
 use crate::error::Result;
-use crate::schema::{BRONZE_EVENTS, BRONZE_QUARANTINE};
+use crate::schema::{BRONZE_CDC_CHANGES, BRONZE_CDC_SCHEMAS, BRONZE_EVENTS, BRONZE_QUARANTINE};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -24,18 +27,71 @@ fn date_of(micros: i64) -> i32 {
 pub struct Rows {
     events: Vec<(u32, u64, BronzeEvent)>,
     quarantine: Vec<(u32, u64, QuarantineRecord)>,
+    changes: Vec<(u32, u64, ChangeRecord)>,
+    relations: Vec<(u32, u64, RelationRecord)>,
 }
 
 /// A log record decoded for bronze.
 pub enum Decoded {
     Event(BronzeEvent),
     Quarantine(QuarantineRecord),
+    Change(ChangeRecord),
+    Relation(RelationRecord),
+}
+
+/// The bronze tables, one per kind of log record: the loader's table map.
+/// Commit order is this order: the tables created on their first row come
+/// before the two that always exist, so a table that does not exist yet
+/// can hold nothing the others have moved past (see `BronzeLoader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    CdcChanges,
+    CdcSchemas,
+    Quarantine,
+    Events,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [
+        Table::CdcChanges,
+        Table::CdcSchemas,
+        Table::Quarantine,
+        Table::Events,
+    ];
+
+    pub fn def(self) -> &'static crate::schema::TableDef {
+        match self {
+            Table::Events => &BRONZE_EVENTS,
+            Table::Quarantine => &BRONZE_QUARANTINE,
+            Table::CdcChanges => &BRONZE_CDC_CHANGES,
+            Table::CdcSchemas => &BRONZE_CDC_SCHEMAS,
+        }
+    }
+
+    /// Tables of sources that not every installation has are created when
+    /// their first row arrives.
+    pub fn created_on_first_row(self) -> bool {
+        matches!(self, Table::CdcChanges | Table::CdcSchemas)
+    }
+}
+
+impl Decoded {
+    pub fn table(&self) -> Table {
+        match self {
+            Decoded::Event(_) => Table::Events,
+            Decoded::Quarantine(_) => Table::Quarantine,
+            Decoded::Change(_) => Table::CdcChanges,
+            Decoded::Relation(_) => Table::CdcSchemas,
+        }
+    }
 }
 
 pub fn decode(entry: &LogEntry) -> Decoded {
     match LogRecord::decode(&entry.payload) {
         Ok(LogRecord::Event(event)) => Decoded::Event(event),
         Ok(LogRecord::Quarantine(record)) => Decoded::Quarantine(record),
+        Ok(LogRecord::Change(change)) => Decoded::Change(change),
+        Ok(LogRecord::Relation(relation)) => Decoded::Relation(relation),
         // A record that passed the log's checksum but does not decode was
         // written by an incompatible version; keep its bytes, never drop them.
         Err(e) => Decoded::Quarantine(QuarantineRecord {
@@ -57,12 +113,41 @@ impl Rows {
         self.quarantine.push((partition, offset, record));
     }
 
+    pub fn push(&mut self, partition: u32, offset: u64, record: Decoded) {
+        match record {
+            Decoded::Event(e) => self.events.push((partition, offset, e)),
+            Decoded::Quarantine(q) => self.quarantine.push((partition, offset, q)),
+            Decoded::Change(c) => self.changes.push((partition, offset, c)),
+            Decoded::Relation(r) => self.relations.push((partition, offset, r)),
+        }
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
 
     pub fn quarantine_count(&self) -> usize {
         self.quarantine.len()
+    }
+
+    /// Rows bound for `table`.
+    pub fn count(&self, table: Table) -> usize {
+        match table {
+            Table::Events => self.events.len(),
+            Table::Quarantine => self.quarantine.len(),
+            Table::CdcChanges => self.changes.len(),
+            Table::CdcSchemas => self.relations.len(),
+        }
+    }
+
+    /// The Arrow batch of the rows bound for `table`.
+    pub fn batch(&self, table: Table) -> Result<RecordBatch> {
+        match table {
+            Table::Events => self.events_batch(),
+            Table::Quarantine => self.quarantine_batch(),
+            Table::CdcChanges => self.changes_batch(),
+            Table::CdcSchemas => self.relations_batch(),
+        }
     }
 
     pub fn events_batch(&self) -> Result<RecordBatch> {
@@ -157,6 +242,111 @@ impl Rows {
         ];
         Ok(RecordBatch::try_new(
             BRONZE_QUARANTINE.arrow_schema(),
+            columns,
+        )?)
+    }
+}
+
+impl Rows {
+    fn changes_batch(&self) -> Result<RecordBatch> {
+        let n = self.changes.len();
+        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut table_schema = StringBuilder::with_capacity(n, n * 6);
+        let mut table_name = StringBuilder::with_capacity(n, n * 8);
+        let mut op = StringBuilder::with_capacity(n, n * 6);
+        let mut lsn = StringBuilder::with_capacity(n, n * 10);
+        let mut commit_ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut tx_id = Int64Builder::with_capacity(n);
+        let mut seq = Int64Builder::with_capacity(n);
+        let mut key = StringBuilder::with_capacity(n, n * 12);
+        let mut before = StringBuilder::with_capacity(n, n * 64);
+        let mut after = StringBuilder::with_capacity(n, n * 64);
+        let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut ingest_date = Date32Builder::with_capacity(n);
+        let mut lsn_value = Int64Builder::with_capacity(n);
+        let mut log_partition = Int32Builder::with_capacity(n);
+        let mut log_offset = Int64Builder::with_capacity(n);
+        for (partition, offset, c) in &self.changes {
+            source.append_value(&c.source);
+            table_schema.append_value(&c.table_schema);
+            table_name.append_value(&c.table_name);
+            op.append_value(c.op.as_str());
+            lsn.append_value(format_lsn(c.lsn));
+            commit_ts.append_value(c.commit_ts);
+            tx_id.append_option(c.tx_id.map(i64::from));
+            seq.append_value(c.seq as i64);
+            key.append_value(&c.key);
+            before.append_option(c.before.as_deref());
+            after.append_option(c.after.as_deref());
+            received_at.append_value(c.received_at);
+            ingest_date.append_value(date_of(c.received_at));
+            lsn_value.append_value(c.lsn as i64);
+            log_partition.append_value(*partition as i32);
+            log_offset.append_value(*offset as i64);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(source.finish()),
+            Arc::new(table_schema.finish()),
+            Arc::new(table_name.finish()),
+            Arc::new(op.finish()),
+            Arc::new(lsn.finish()),
+            Arc::new(commit_ts.finish()),
+            Arc::new(tx_id.finish()),
+            Arc::new(seq.finish()),
+            Arc::new(key.finish()),
+            Arc::new(before.finish()),
+            Arc::new(after.finish()),
+            Arc::new(received_at.finish()),
+            Arc::new(ingest_date.finish()),
+            Arc::new(lsn_value.finish()),
+            Arc::new(log_partition.finish()),
+            Arc::new(log_offset.finish()),
+        ];
+        Ok(RecordBatch::try_new(
+            BRONZE_CDC_CHANGES.arrow_schema(),
+            columns,
+        )?)
+    }
+
+    fn relations_batch(&self) -> Result<RecordBatch> {
+        let n = self.relations.len();
+        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut table_schema = StringBuilder::with_capacity(n, n * 6);
+        let mut table_name = StringBuilder::with_capacity(n, n * 8);
+        let mut lsn = StringBuilder::with_capacity(n, n * 10);
+        let mut lsn_value = Int64Builder::with_capacity(n);
+        let mut columns_json = StringBuilder::with_capacity(n, n * 128);
+        let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut ingest_date = Date32Builder::with_capacity(n);
+        let mut log_partition = Int32Builder::with_capacity(n);
+        let mut log_offset = Int64Builder::with_capacity(n);
+        for (partition, offset, r) in &self.relations {
+            source.append_value(&r.source);
+            table_schema.append_value(&r.table_schema);
+            table_name.append_value(&r.table_name);
+            lsn.append_value(format_lsn(r.lsn));
+            lsn_value.append_value(r.lsn as i64);
+            columns_json
+                .append_value(serde_json::to_string(&r.columns).unwrap_or_else(|_| "[]".into()));
+            received_at.append_value(r.received_at);
+            ingest_date.append_value(date_of(r.received_at));
+            log_partition.append_value(*partition as i32);
+            log_offset.append_value(*offset as i64);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(source.finish()),
+            Arc::new(table_schema.finish()),
+            Arc::new(table_name.finish()),
+            Arc::new(lsn.finish()),
+            Arc::new(lsn_value.finish()),
+            Arc::new(columns_json.finish()),
+            Arc::new(received_at.finish()),
+            Arc::new(ingest_date.finish()),
+            Arc::new(log_partition.finish()),
+            Arc::new(log_offset.finish()),
+        ];
+        Ok(RecordBatch::try_new(
+            BRONZE_CDC_SCHEMAS.arrow_schema(),
             columns,
         )?)
     }

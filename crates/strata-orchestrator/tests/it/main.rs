@@ -3,6 +3,7 @@
 //! Every scenario of `suite` runs on both.
 
 mod batch;
+mod cdc;
 mod db;
 mod formats;
 mod listing;

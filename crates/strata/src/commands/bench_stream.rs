@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
 use hdrhistogram::Histogram;
 use strata_core::config::StreamConfig;
@@ -22,7 +21,7 @@ use strata_core::event::LogRecord;
 use strata_core::normalize::person_key;
 use strata_generate::{Generator, GeneratorConfig};
 use strata_lake::Lake;
-use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log, partition_for_key};
+use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use strata_stream::operators::dedup::Dedup;
 use strata_stream::{Operator, StreamProcessor};
 use tokio::sync::Mutex;
@@ -78,6 +77,7 @@ async fn throughput(events: usize) -> Result<()> {
         days: Some(30),
         ..GeneratorConfig::default()
     });
+    let producer = strata_sources::Producer::new(log.clone());
     let mut chunk = Vec::with_capacity(100_000);
     let mut filled = 0usize;
     let mut generator = generator.take(events);
@@ -92,15 +92,16 @@ async fn throughput(events: usize) -> Result<()> {
         if chunk.is_empty() {
             break;
         }
-        let mut per_partition = vec![Vec::new(); PARTITIONS as usize];
+        let mut outbox = producer.outbox();
         for event in super::bench_batch::normalize_parallel(std::mem::take(&mut chunk)) {
-            let p = partition_for_key(person_key(&event), PARTITIONS) as usize;
-            per_partition[p].push(Bytes::from(LogRecord::Event(event).encode()));
+            let record = LogRecord::Event(event);
+            let LogRecord::Event(event) = &record else {
+                unreachable!("built as an event above")
+            };
+            outbox.push(person_key(event), &record);
         }
-        for (p, records) in per_partition.into_iter().enumerate() {
-            filled += records.len();
-            log.append(p as u32, records).await?;
-        }
+        filled += outbox.len();
+        producer.send(outbox).await?;
     }
     let dyn_log: Arc<dyn Log> = log.clone();
     let lake = Lake::new(dir.path().join("lake"));

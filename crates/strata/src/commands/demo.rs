@@ -24,7 +24,19 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         .orchestrator
         .dirty_check_interval
         .min(std::time::Duration::from_secs(30));
-    let write_key = config.sources[0].write_key.clone();
+    let (source_name, write_key) = config
+        .sources
+        .iter()
+        .find_map(|s| Some((s.name.clone(), s.write_key()?.to_string())))
+        .ok_or_else(|| CliError::Usage("the demo needs an http source".into()))?;
+    let shop_db = match &args.postgres {
+        Some(url) => {
+            let pool = super::demo_shop_db::prepare(url, &mut config, args.seed).await?;
+            strata_batch::configure(&config).map_err(|e| CliError::Usage(e.to_string()))?;
+            Some(pool)
+        }
+        None => None,
+    };
     let server = Server::start(&config, &[]).await?;
     let addr = server
         .addr
@@ -34,15 +46,19 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     println!("Strata demo is running.");
     println!("  dashboard:  {dashboard}/");
     println!("  realtime:   {dashboard}/api/realtime?minutes=15");
-    println!(
-        "  write key:  {write_key} (source `{}`)",
-        config.sources[0].name
-    );
+    println!("  write key:  {write_key} (source `{source_name}`)");
     println!(
         "  query:      strata sql --data-dir {} \"select count(*) from bronze.events\"",
         config.data_dir.display()
     );
+    if let Some(url) = &args.postgres {
+        println!(
+            "  database:   {url}, schema strata_demo (source `{}`): silver.accounts, silver.products, silver.orders",
+            super::demo_shop_db::SOURCE
+        );
+    }
     println!("Press Ctrl-C to stop.");
+    let changes = shop_db.map(super::demo_shop_db::spawn_changes);
 
     let marker = config.data_dir.join(HISTORY_MARKER);
     let history_loaded = marker.exists();
@@ -113,6 +129,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     });
     let result = server.run_until_signal().await;
     traffic.abort();
+    if let Some(changes) = changes {
+        changes.abort();
+    }
     result
 }
 

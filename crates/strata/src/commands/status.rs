@@ -118,6 +118,22 @@ pub async fn run(global: &GlobalArgs, args: StatusArgs) -> Result<()> {
             format_batches(&reasons, OutputFormat::Table)?
         );
     }
+    if engine.tables().iter().any(|t| t == "bronze.cdc_changes") {
+        let changes = engine
+            .query(
+                "select source, table_schema || '.' || table_name as source_table, \
+                 count(*) as changes, max(lsn_value) as lsn_value, max(commit_ts) as last_commit, \
+                 now() - max(received_at) as behind \
+                 from bronze.cdc_changes group by source, table_schema, table_name \
+                 order by source, source_table",
+            )
+            .await?;
+        println!(
+            "\nbronze.cdc_changes by table\n{}",
+            format_batches(&changes, OutputFormat::Table)?
+        );
+    }
+    crate::commands::status_sources::print(&config).await;
     if engine
         .tables()
         .iter()

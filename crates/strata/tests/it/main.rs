@@ -3,6 +3,7 @@
 
 mod attacks;
 mod backfill;
+mod cdc;
 mod cli;
 mod crash;
 mod deep_sql;

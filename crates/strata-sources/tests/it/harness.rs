@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
-use strata_collector::Collector;
 use strata_core::config::{CollectorConfig, SourceConfig};
 use strata_core::event::LogRecord;
 use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use strata_sources::Collector;
 
 pub const KEY: &str = "wk_test";
 
@@ -35,17 +35,14 @@ impl Harness {
             },
         )
         .unwrap();
-        let sources = vec![SourceConfig {
-            name: "web".into(),
-            write_key: KEY.into(),
-        }];
+        let sources = vec![SourceConfig::http("web", KEY)];
         let header_read_timeout = limits.header_read_timeout;
         let collector = Collector::new(&sources, log.clone(), limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            let app = strata_collector::router(collector);
-            strata_collector::serve(listener, app, header_read_timeout, std::future::pending())
+            let app = strata_sources::http::router(collector);
+            strata_sources::http::serve(listener, app, header_read_timeout, std::future::pending())
                 .await
                 .unwrap();
         });

@@ -1,11 +1,10 @@
-//! The HTTP collector (SPEC §2): a Segment-compatible tracking API that answers
-//! only after every accepted and rejected message of a request is durable in
-//! the log.
+//! The HTTP source (SPEC §2, `kind = "http"`): a Segment-compatible tracking
+//! API that answers only after every accepted and rejected message of a
+//! request is durable in the log.
 
 mod auth;
 mod body;
 mod ingest;
-pub mod prometheus;
 mod routes;
 mod serve;
 
@@ -13,12 +12,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::Deserialize;
 use strata_core::config::{CollectorConfig, SourceConfig};
 use strata_log::Log;
 use tokio::sync::Semaphore;
 
+use crate::producer::Producer;
+use crate::prometheus;
+
 pub use routes::router;
 pub use serve::serve;
+
+/// The keys of an `[[sources]]` entry of kind `http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub write_key: String,
+}
+
+pub const KIND: crate::Kind = crate::Kind {
+    name: strata_core::config::HTTP_KIND,
+    check: |source| crate::parse_options::<HttpConfig>(source).map(|_| ()),
+    build: None,
+};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -28,7 +44,7 @@ pub struct Collector {
 
 struct Inner {
     sources_by_key: HashMap<String, String>,
-    log: Arc<dyn Log>,
+    producer: Producer,
     limits: CollectorConfig,
     inflight: Arc<Semaphore>,
     ready: AtomicBool,
@@ -40,13 +56,13 @@ impl Collector {
         prometheus::handle();
         let sources_by_key = sources
             .iter()
-            .map(|s| (s.write_key.clone(), s.name.clone()))
+            .filter_map(|s| Some((s.write_key()?.to_string(), s.name.clone())))
             .collect();
         let inflight = Arc::new(Semaphore::new(limits.max_inflight_requests.max(1)));
         Self {
             inner: Arc::new(Inner {
                 sources_by_key,
-                log,
+                producer: Producer::new(log),
                 limits,
                 inflight,
                 ready: AtomicBool::new(true),

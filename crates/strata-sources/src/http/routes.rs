@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use strata_core::event::EventType;
 
-use crate::Collector;
-use crate::ingest::{Endpoint, handle};
+use super::Collector;
+use super::ingest::{Endpoint, handle};
 
 pub fn router(collector: Collector) -> Router {
     let single = |t: EventType| {

@@ -15,11 +15,12 @@ use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use strata_core::event::{EventType, LogRecord, QuarantineRecord, RejectReason};
 use strata_core::normalize::{Envelope, Rejection, normalize, person_key};
-use strata_log::partition_for_key;
 
-use crate::Collector;
-use crate::auth::{HeaderKey, basic_key};
-use crate::body::{BodyError, read_limited};
+use crate::producer::Outbox;
+
+use super::Collector;
+use super::auth::{HeaderKey, basic_key};
+use super::body::{BodyError, read_limited};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Endpoint {
@@ -68,28 +69,20 @@ enum Payload<'a> {
     Batch(BatchBody<'a>),
 }
 
-/// Records of one request, grouped by log partition.
+/// Records of one request on their way to the log, and their tally.
 struct Pending {
-    per_partition: Vec<Vec<Bytes>>,
+    outbox: Outbox,
     accepted: usize,
     rejected: usize,
 }
 
 impl Pending {
-    fn new(partitions: u32) -> Self {
+    fn new(outbox: Outbox) -> Self {
         Self {
-            per_partition: vec![Vec::new(); partitions as usize],
+            outbox,
             accepted: 0,
             rejected: 0,
         }
-    }
-
-    fn partition(&self, key: &str) -> usize {
-        partition_for_key(key, self.per_partition.len() as u32) as usize
-    }
-
-    fn push(&mut self, partition: usize, record: &LogRecord) {
-        self.per_partition[partition].push(Bytes::from(record.encode()));
     }
 }
 
@@ -232,7 +225,6 @@ async fn handle_inner(
         }
     };
 
-    let partitions = collector.inner.log.partition_count();
     let limits = &collector.inner.limits;
     let mut checks = Checks {
         max_message: limits.max_message_bytes,
@@ -242,7 +234,7 @@ async fn handle_inner(
             .saturating_sub(i64::try_from(limits.max_event_age.as_micros()).unwrap_or(i64::MAX)),
         max_age: limits.max_event_age,
     };
-    let mut pending = Pending::new(partitions);
+    let mut pending = Pending::new(collector.inner.producer.outbox());
     match body {
         Payload::Single(event_type, _) => {
             let envelope = Envelope {
@@ -316,7 +308,7 @@ async fn handle_inner(
     }
 
     let (accepted, rejected) = (pending.accepted, pending.rejected);
-    if let Err(response) = append_all(collector, pending.per_partition).await {
+    if let Err(response) = append_all(collector, pending.outbox).await {
         return response;
     }
     metrics::counter!("strata_collector_messages_total", "outcome" => "accepted")
@@ -399,8 +391,11 @@ fn check_and_normalize(
             )
         }
         Ok(event) => {
-            let partition = pending.partition(person_key(&event));
-            pending.push(partition, &LogRecord::Event(event));
+            let record = LogRecord::Event(event);
+            let LogRecord::Event(event) = &record else {
+                unreachable!("built as an event above")
+            };
+            pending.outbox.push(person_key(event), &record);
             pending.accepted += 1;
         }
         Err(Rejection { reason, detail }) => {
@@ -419,9 +414,11 @@ fn reject_message(
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
     let raw = String::from_utf8_lossy(raw).into_owned();
     // Rejects have no trustworthy person key; their bytes spread them evenly.
-    let partition = pending.partition(&raw);
     let record = quarantine(envelope.received_at, envelope.source, reason, &detail, raw);
-    pending.push(partition, &record);
+    let LogRecord::Quarantine(QuarantineRecord { raw, .. }) = &record else {
+        unreachable!("quarantine() builds a quarantine record")
+    };
+    pending.outbox.push(raw, &record);
     pending.rejected += 1;
 }
 
@@ -464,32 +461,24 @@ async fn reject_request(
 }
 
 async fn store_single(collector: &Collector, record: &LogRecord) -> Result<(), Response> {
-    let mut pending = Pending::new(collector.inner.log.partition_count());
-    pending.push(0, record);
-    append_all(collector, pending.per_partition).await
+    let mut outbox = collector.inner.producer.outbox();
+    outbox.push_to(0, record);
+    append_all(collector, outbox).await
 }
 
-async fn append_all(collector: &Collector, per_partition: Vec<Vec<Bytes>>) -> Result<(), Response> {
-    let log = &collector.inner.log;
-    let appends = per_partition
-        .into_iter()
-        .enumerate()
-        .filter(|(_, records)| !records.is_empty())
-        .map(|(partition, records)| log.append(partition as u32, records));
-    for result in futures::future::join_all(appends).await {
-        if let Err(e) = result {
-            if e.is_disk_full() {
-                metrics::counter!("strata_collector_disk_full_total").increment(1);
-                return Err(unavailable(
-                    "disk_full",
-                    "the log's disk is full; this request was not acknowledged, retry later",
-                ));
-            }
-            tracing::error!(error = %e, "log append failed");
-            return Err(overloaded("the log cannot take writes right now"));
-        }
+async fn append_all(collector: &Collector, outbox: Outbox) -> Result<(), Response> {
+    let Err(e) = collector.inner.producer.send(outbox).await else {
+        return Ok(());
+    };
+    if e.is_disk_full() {
+        metrics::counter!("strata_collector_disk_full_total").increment(1);
+        return Err(unavailable(
+            "disk_full",
+            "the log's disk is full; this request was not acknowledged, retry later",
+        ));
     }
-    Ok(())
+    tracing::error!(error = %e, "log append failed");
+    Err(overloaded("the log cannot take writes right now"))
 }
 
 fn error_response(status: StatusCode, error: &str, message: &str) -> Response {

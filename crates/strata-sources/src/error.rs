@@ -1,0 +1,20 @@
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `[[sources]]` entry that cannot work as written.
+    #[error("{0}")]
+    Config(String),
+    /// The upstream system refused or failed, in one sentence.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("log: {0}")]
+    Log(#[from] strata_log::LogError),
+    #[error("lake: {0}")]
+    Lake(#[from] strata_lake::Error),
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
