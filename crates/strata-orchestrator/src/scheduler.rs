@@ -116,6 +116,35 @@ pub struct Scheduler<W: Workload> {
 }
 
 impl<W: Workload> Scheduler<W> {
+    /// How long to wait before the next pass: at once after a pass that ran
+    /// something, a poll interval after an idle one, and after failures
+    /// twice as long each time (up to a minute).
+    fn wait_after(
+        &self,
+        pass: Result<Tick>,
+        failures: &mut u32,
+        failed: &'static str,
+    ) -> Option<Duration> {
+        match pass {
+            Ok(tick) => {
+                *failures = 0;
+                tick.executed
+                    .is_empty()
+                    .then_some(self.config.poll_interval)
+            }
+            Err(e) => {
+                *failures += 1;
+                let wait = self
+                    .config
+                    .poll_interval
+                    .saturating_mul(1 << (*failures).min(6))
+                    .min(Duration::from_secs(60));
+                tracing::error!(error = %e, retry_in = ?wait, "{failed}");
+                Some(wait)
+            }
+        }
+    }
+
     pub async fn new(store: RunStore, workload: Arc<W>, config: SchedulerConfig) -> Result<Self> {
         let worker = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         store.register_worker(&worker, now_micros()).await?;
@@ -515,22 +544,8 @@ impl<W: Workload> Scheduler<W> {
         // often each time (up to a minute) instead of once a poll interval.
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let wait = match self.pass(now_micros(), Some(&mut stop)).await {
-                Ok(tick) => {
-                    failures = 0;
-                    (tick.executed.is_empty()).then_some(self.config.poll_interval)
-                }
-                Err(e) => {
-                    failures += 1;
-                    let wait = self
-                        .config
-                        .poll_interval
-                        .saturating_mul(1 << failures.min(6))
-                        .min(Duration::from_secs(60));
-                    tracing::error!(error = %e, retry_in = ?wait, "scheduler pass failed");
-                    Some(wait)
-                }
-            };
+            let pass = self.pass(now_micros(), Some(&mut stop)).await;
+            let wait = self.wait_after(pass, &mut failures, "scheduler pass failed");
             if let Some(wait) = wait {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

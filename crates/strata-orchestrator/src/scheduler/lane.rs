@@ -81,24 +81,8 @@ impl<W: Workload> Scheduler<W> {
         tracing::info!(worker = %self.worker, lane = ?self.lane, "fast lane started");
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let wait = match self.fast_pass(now_micros(), Some(&mut stop)).await {
-                Ok(tick) => {
-                    failures = 0;
-                    tick.executed
-                        .is_empty()
-                        .then_some(self.config.poll_interval)
-                }
-                Err(e) => {
-                    failures += 1;
-                    let wait = self
-                        .config
-                        .poll_interval
-                        .saturating_mul(1 << failures.min(6))
-                        .min(Duration::from_secs(60));
-                    tracing::error!(error = %e, retry_in = ?wait, "fast lane pass failed");
-                    Some(wait)
-                }
-            };
+            let pass = self.fast_pass(now_micros(), Some(&mut stop)).await;
+            let wait = self.wait_after(pass, &mut failures, "fast lane pass failed");
             if let Some(wait) = wait {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
