@@ -53,16 +53,9 @@ impl Database {
     /// Best effort, also while a failed test unwinds: a killed server's
     /// walsender may still hold the slot for a moment.
     fn drop_all(&self) {
-        let sql = format!(
-            "select pg_terminate_backend(active_pid) from pg_replication_slots \
-             where slot_name = '{slot}' and active; \
-             select pg_sleep(0.2); \
-             select pg_drop_replication_slot(slot_name) from pg_replication_slots \
-             where slot_name = '{slot}' and not active; \
-             drop database if exists {db} with (force);",
-            slot = self.slot,
-            db = self.name
-        );
+        // Each `-c` is a transaction of its own: `drop database` refuses
+        // to run inside one with other statements.
+        let slot = &self.slot;
         let _ = Command::new("psql")
             .args([
                 "-h",
@@ -73,8 +66,27 @@ impl Database {
                 "postgres",
                 "-d",
                 "postgres",
+                "-q",
             ])
-            .args(["-q", "-c", &sql])
+            .args([
+                "-c",
+                &format!(
+                    "select pg_terminate_backend(active_pid) from pg_replication_slots \
+                 where slot_name = '{slot}' and active"
+                ),
+            ])
+            .args(["-c", "select pg_sleep(0.2)"])
+            .args([
+                "-c",
+                &format!(
+                    "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
+                 where slot_name = '{slot}' and not active"
+                ),
+            ])
+            .args([
+                "-c",
+                &format!("drop database if exists {} with (force)", self.name),
+            ])
             .output();
     }
 
@@ -172,6 +184,14 @@ impl Server {
             .status()
             .unwrap();
         self.child.wait().unwrap()
+    }
+}
+
+/// A failed assertion must not leave a server replicating behind it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
