@@ -151,6 +151,9 @@ pub const BRONZE_CDC_CHANGES: TableDef = TableDef {
         col("table_name", T::String, false),
         col("op", T::String, false),
         col("lsn", T::String, false),
+        // The LSN as a number, so the silver models sort and filter on it
+        // without parsing text; `lsn` keeps PostgreSQL's spelling.
+        col("lsn_value", T::Long, false),
         col("commit_ts", T::Timestamp, false),
         col("tx_id", T::Long, true),
         col("seq", T::Long, false),
@@ -159,9 +162,6 @@ pub const BRONZE_CDC_CHANGES: TableDef = TableDef {
         col("after", T::String, true),
         col("received_at", T::Timestamp, false),
         col("ingest_date", T::Date, false),
-        // The LSN as a number, so the silver models sort and filter on it
-        // without parsing text; `lsn` keeps PostgreSQL's spelling.
-        col("lsn_value", T::Long, false),
         col("log_partition", T::Int, false),
         col("log_offset", T::Long, false),
     ],

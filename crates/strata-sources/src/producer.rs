@@ -21,17 +21,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Adds a record to the partition of `key`: records with one key keep
-    /// their order (a person's events, a CDC source's changes).
-    pub fn push(&mut self, key: &str, record: &LogRecord) {
-        let partition = partition_for_key(key, self.per_partition.len() as u32) as usize;
-        let encoded = record.encode();
-        self.bytes += encoded.len();
-        self.records += 1;
-        self.per_partition[partition].push(Bytes::from(encoded));
+    /// The partition of `key`: records with one key keep their order (a
+    /// person's events, a CDC source's changes).
+    pub fn partition_of(&self, key: &str) -> u32 {
+        partition_for_key(key, self.per_partition.len() as u32)
     }
 
-    /// Adds a record to a partition chosen by the caller.
+    /// Adds a record to the partition of `key`.
+    pub fn push(&mut self, key: &str, record: &LogRecord) {
+        self.push_to(self.partition_of(key), record);
+    }
+
+    /// Adds a record to a partition chosen by the caller, e.g. by
+    /// [`Self::partition_of`] a key the record is about to own.
     pub fn push_to(&mut self, partition: u32, record: &LogRecord) {
         let partition = partition as usize % self.per_partition.len();
         let encoded = record.encode();

@@ -104,6 +104,38 @@ pub fn decode(entry: &LogEntry) -> Decoded {
     }
 }
 
+/// The columns every bronze table ends with: the ingest date and the log
+/// position the row came from.
+struct Tail {
+    ingest_date: Date32Builder,
+    log_partition: Int32Builder,
+    log_offset: Int64Builder,
+}
+
+impl Tail {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            ingest_date: Date32Builder::with_capacity(n),
+            log_partition: Int32Builder::with_capacity(n),
+            log_offset: Int64Builder::with_capacity(n),
+        }
+    }
+
+    fn append(&mut self, received_at: i64, partition: u32, offset: u64) {
+        self.ingest_date.append_value(date_of(received_at));
+        self.log_partition.append_value(partition as i32);
+        self.log_offset.append_value(offset as i64);
+    }
+
+    fn finish(mut self) -> [ArrayRef; 3] {
+        [
+            Arc::new(self.ingest_date.finish()),
+            Arc::new(self.log_partition.finish()),
+            Arc::new(self.log_offset.finish()),
+        ]
+    }
+}
+
 impl Rows {
     pub fn push_event(&mut self, partition: u32, offset: u64, event: BronzeEvent) {
         self.events.push((partition, offset, event));
@@ -166,9 +198,7 @@ impl Rows {
         let mut properties = StringBuilder::with_capacity(n, n * 128);
         let mut context = StringBuilder::with_capacity(n, n * 256);
         let mut traits = StringBuilder::with_capacity(n, n * 16);
-        let mut ingest_date = Date32Builder::with_capacity(n);
-        let mut log_partition = Int32Builder::with_capacity(n);
-        let mut log_offset = Int64Builder::with_capacity(n);
+        let mut tail = Tail::with_capacity(n);
         for (partition, offset, e) in &self.events {
             event_id.append_value(&e.event_id);
             id_generated.append_value(e.id_generated);
@@ -184,11 +214,9 @@ impl Rows {
             properties.append_option(e.properties.as_deref());
             context.append_option(e.context.as_deref());
             traits.append_option(e.traits.as_deref());
-            ingest_date.append_value(date_of(e.received_at));
-            log_partition.append_value(*partition as i32);
-            log_offset.append_value(*offset as i64);
+            tail.append(e.received_at, *partition, *offset);
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(event_id.finish()),
             Arc::new(id_generated.finish()),
             Arc::new(event_type.finish()),
@@ -203,10 +231,8 @@ impl Rows {
             Arc::new(properties.finish()),
             Arc::new(context.finish()),
             Arc::new(traits.finish()),
-            Arc::new(ingest_date.finish()),
-            Arc::new(log_partition.finish()),
-            Arc::new(log_offset.finish()),
         ];
+        columns.extend(tail.finish());
         Ok(RecordBatch::try_new(BRONZE_EVENTS.arrow_schema(), columns)?)
     }
 
@@ -217,29 +243,23 @@ impl Rows {
         let mut reason = StringBuilder::with_capacity(n, n * 16);
         let mut detail = StringBuilder::with_capacity(n, n * 32);
         let mut raw = StringBuilder::with_capacity(n, n * 256);
-        let mut ingest_date = Date32Builder::with_capacity(n);
-        let mut log_partition = Int32Builder::with_capacity(n);
-        let mut log_offset = Int64Builder::with_capacity(n);
+        let mut tail = Tail::with_capacity(n);
         for (partition, offset, q) in &self.quarantine {
             received_at.append_value(q.received_at);
             source.append_value(&q.source);
             reason.append_value(q.reason.as_str());
             detail.append_value(&q.detail);
             raw.append_value(&q.raw);
-            ingest_date.append_value(date_of(q.received_at));
-            log_partition.append_value(*partition as i32);
-            log_offset.append_value(*offset as i64);
+            tail.append(q.received_at, *partition, *offset);
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(received_at.finish()),
             Arc::new(source.finish()),
             Arc::new(reason.finish()),
             Arc::new(detail.finish()),
             Arc::new(raw.finish()),
-            Arc::new(ingest_date.finish()),
-            Arc::new(log_partition.finish()),
-            Arc::new(log_offset.finish()),
         ];
+        columns.extend(tail.finish());
         Ok(RecordBatch::try_new(
             BRONZE_QUARANTINE.arrow_schema(),
             columns,
@@ -262,16 +282,15 @@ impl Rows {
         let mut before = StringBuilder::with_capacity(n, n * 64);
         let mut after = StringBuilder::with_capacity(n, n * 64);
         let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut ingest_date = Date32Builder::with_capacity(n);
         let mut lsn_value = Int64Builder::with_capacity(n);
-        let mut log_partition = Int32Builder::with_capacity(n);
-        let mut log_offset = Int64Builder::with_capacity(n);
+        let mut tail = Tail::with_capacity(n);
         for (partition, offset, c) in &self.changes {
             source.append_value(&c.source);
             table_schema.append_value(&c.table_schema);
             table_name.append_value(&c.table_name);
             op.append_value(c.op.as_str());
             lsn.append_value(format_lsn(c.lsn));
+            lsn_value.append_value(c.lsn as i64);
             commit_ts.append_value(c.commit_ts);
             tx_id.append_option(c.tx_id.map(i64::from));
             seq.append_value(c.seq as i64);
@@ -279,17 +298,15 @@ impl Rows {
             before.append_option(c.before.as_deref());
             after.append_option(c.after.as_deref());
             received_at.append_value(c.received_at);
-            ingest_date.append_value(date_of(c.received_at));
-            lsn_value.append_value(c.lsn as i64);
-            log_partition.append_value(*partition as i32);
-            log_offset.append_value(*offset as i64);
+            tail.append(c.received_at, *partition, *offset);
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(source.finish()),
             Arc::new(table_schema.finish()),
             Arc::new(table_name.finish()),
             Arc::new(op.finish()),
             Arc::new(lsn.finish()),
+            Arc::new(lsn_value.finish()),
             Arc::new(commit_ts.finish()),
             Arc::new(tx_id.finish()),
             Arc::new(seq.finish()),
@@ -297,11 +314,8 @@ impl Rows {
             Arc::new(before.finish()),
             Arc::new(after.finish()),
             Arc::new(received_at.finish()),
-            Arc::new(ingest_date.finish()),
-            Arc::new(lsn_value.finish()),
-            Arc::new(log_partition.finish()),
-            Arc::new(log_offset.finish()),
         ];
+        columns.extend(tail.finish());
         Ok(RecordBatch::try_new(
             BRONZE_CDC_CHANGES.arrow_schema(),
             columns,
@@ -317,9 +331,7 @@ impl Rows {
         let mut lsn_value = Int64Builder::with_capacity(n);
         let mut columns_json = StringBuilder::with_capacity(n, n * 128);
         let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut ingest_date = Date32Builder::with_capacity(n);
-        let mut log_partition = Int32Builder::with_capacity(n);
-        let mut log_offset = Int64Builder::with_capacity(n);
+        let mut tail = Tail::with_capacity(n);
         for (partition, offset, r) in &self.relations {
             source.append_value(&r.source);
             table_schema.append_value(&r.table_schema);
@@ -329,11 +341,9 @@ impl Rows {
             columns_json
                 .append_value(serde_json::to_string(&r.columns).unwrap_or_else(|_| "[]".into()));
             received_at.append_value(r.received_at);
-            ingest_date.append_value(date_of(r.received_at));
-            log_partition.append_value(*partition as i32);
-            log_offset.append_value(*offset as i64);
+            tail.append(r.received_at, *partition, *offset);
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(source.finish()),
             Arc::new(table_schema.finish()),
             Arc::new(table_name.finish()),
@@ -341,10 +351,8 @@ impl Rows {
             Arc::new(lsn_value.finish()),
             Arc::new(columns_json.finish()),
             Arc::new(received_at.finish()),
-            Arc::new(ingest_date.finish()),
-            Arc::new(log_partition.finish()),
-            Arc::new(log_offset.finish()),
         ];
+        columns.extend(tail.finish());
         Ok(RecordBatch::try_new(
             BRONZE_CDC_SCHEMAS.arrow_schema(),
             columns,

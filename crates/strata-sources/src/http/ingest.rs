@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -391,11 +390,8 @@ fn check_and_normalize(
             )
         }
         Ok(event) => {
-            let record = LogRecord::Event(event);
-            let LogRecord::Event(event) = &record else {
-                unreachable!("built as an event above")
-            };
-            pending.outbox.push(person_key(event), &record);
+            let partition = pending.outbox.partition_of(person_key(&event));
+            pending.outbox.push_to(partition, &LogRecord::Event(event));
             pending.accepted += 1;
         }
         Err(Rejection { reason, detail }) => {
@@ -414,11 +410,9 @@ fn reject_message(
     metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
     let raw = String::from_utf8_lossy(raw).into_owned();
     // Rejects have no trustworthy person key; their bytes spread them evenly.
+    let partition = pending.outbox.partition_of(&raw);
     let record = quarantine(envelope.received_at, envelope.source, reason, &detail, raw);
-    let LogRecord::Quarantine(QuarantineRecord { raw, .. }) = &record else {
-        unreachable!("quarantine() builds a quarantine record")
-    };
-    pending.outbox.push(raw, &record);
+    pending.outbox.push_to(partition, &record);
     pending.rejected += 1;
 }
 

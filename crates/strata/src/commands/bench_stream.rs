@@ -94,11 +94,8 @@ async fn throughput(events: usize) -> Result<()> {
         }
         let mut outbox = producer.outbox();
         for event in super::bench_batch::normalize_parallel(std::mem::take(&mut chunk)) {
-            let record = LogRecord::Event(event);
-            let LogRecord::Event(event) = &record else {
-                unreachable!("built as an event above")
-            };
-            outbox.push(person_key(event), &record);
+            let partition = outbox.partition_of(person_key(&event));
+            outbox.push_to(partition, &LogRecord::Event(event));
         }
         filled += outbox.len();
         producer.send(outbox).await?;
