@@ -76,7 +76,8 @@ pub fn encode(record: &LogRecord) -> Vec<u8> {
             out.push(CHANGE_V1);
             let flags = (c.tx_id.is_some() as u8)
                 | (c.before.is_some() as u8) << 1
-                | (c.after.is_some() as u8) << 2;
+                | (c.after.is_some() as u8) << 2
+                | (c.tx_end as u8) << 3;
             out.push(flags);
             out.push(ChangeOp::ALL.iter().position(|op| *op == c.op).unwrap_or(0) as u8);
             put_str(&mut out, &c.source);
@@ -184,6 +185,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord> {
             let received_at = r.i64()?;
             r.finish()?;
             Ok(LogRecord::Change(ChangeRecord {
+                tx_end: flags & 1 << 3 != 0,
                 source,
                 table_schema,
                 table_name,

@@ -197,6 +197,11 @@ pub struct ChangeRecord {
     pub before: Option<String>,
     pub after: Option<String>,
     pub received_at: i64,
+    /// The last change of its transaction (of its snapshot for snapshot
+    /// rows): every change before it in the source's stream is complete.
+    /// Not a column of bronze; the loader keeps the position of the last
+    /// such change per source, so readers take whole transactions only.
+    pub tx_end: bool,
 }
 
 impl ChangeRecord {
@@ -220,7 +225,7 @@ impl ChangeRecord {
 /// Ranks of streamed changes start here, above every snapshot row's; it
 /// keeps ranks positive as 64-bit signed numbers (Delta's transaction
 /// versions).
-const STREAMED_RANK: u64 = 1 << 62;
+pub const STREAMED_RANK: u64 = 1 << 62;
 
 /// A point in one CDC source's stream of changes, ordered as the changes
 /// arrive: by commit LSN, then snapshot rows before streamed ones, then the

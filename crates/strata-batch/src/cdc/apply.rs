@@ -207,6 +207,25 @@ impl Rows for Transaction<'_> {
 }
 
 impl History {
+    /// Continues from the open versions a previous build stored (those of
+    /// the keys the next changes touch are enough, unless one of them
+    /// closes every version) and the snapshot they come from.
+    pub fn resume(open: Vec<(Key, Row, i64)>, epoch: Option<i64>) -> Self {
+        Self {
+            live: open
+                .into_iter()
+                .map(|(key, row, valid_from)| (key, Open { row, valid_from }))
+                .collect(),
+            closed: Vec::new(),
+            epoch,
+        }
+    }
+
+    /// The LSN of the snapshot the versions come from.
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
     /// Applies the changes, which must be in stream order; a transaction
     /// may not be split between calls.
     pub fn apply(&mut self, changes: &[Change]) {

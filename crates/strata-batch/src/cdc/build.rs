@@ -1,13 +1,11 @@
-//! Building `silver.<table>` (current state) and `silver.<table>_history`
-//! (every version) from the table's changes in bronze.
+//! Building `silver.<table>` (current state) from the table's changes in
+//! bronze, and what it shares with the history's build (`history.rs`).
 //!
 //! The current state is built incrementally: the changes after the table's
 //! cursor are applied over its stored rows (only the touched keys' rows are
 //! decoded) and the table is rewritten in one commit with the new cursor.
 //! It is built from bronze instead when it does not exist, was built by
-//! other rules (`store::FORMAT`) or the table's columns changed. The
-//! history is rebuilt from all of the table's changes when there are new
-//! ones: its rows close and reopen versions anywhere in the table.
+//! other rules (`store::FORMAT`) or the table's columns changed.
 
 use std::sync::Arc;
 
@@ -20,26 +18,26 @@ use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
 use strata_core::event::format_lsn;
 
-use super::CdcTable;
-use super::apply::{History, Live, Row, State, Version};
+use super::apply::{Live, Row, State};
 use super::cell::{self, Cell, Reader};
 use super::changes::{self, BadValues, Key, Position, Since};
 use super::schema::{self, TableSchema, same_columns};
 use super::store::{self, Cursor, FORMAT};
+use super::{CdcTable, history};
 use crate::error::{Error, Result};
 use crate::io::LakeIo;
 use crate::plan::Outcome;
 
 /// What a stored table is to a build: continued, or built again.
-struct Stored {
-    table: Option<DeltaTable>,
-    cursor: Option<Cursor>,
+pub(super) struct Stored {
+    pub table: Option<DeltaTable>,
+    pub cursor: Option<Cursor>,
     /// The stored columns are those of the latest definition.
-    same_columns: bool,
+    pub same_columns: bool,
 }
 
 impl Stored {
-    async fn open(
+    pub async fn open(
         io: &LakeIo,
         def: &strata_lake::schema::TableDef,
         want: &SchemaRef,
@@ -65,16 +63,17 @@ impl Stored {
         })
     }
 
-    /// The cursor to continue from, when the stored rows can be continued.
-    fn continuable(&self) -> Option<Cursor> {
+    /// The cursor to continue from, when the stored rows were built by the
+    /// rules of `format` and can be continued.
+    pub fn continuable(&self, format: i64) -> Option<Cursor> {
         self.cursor
-            .filter(|c| c.format == FORMAT && self.same_columns && self.table.is_some())
+            .filter(|c| c.format == format && self.same_columns && self.table.is_some())
     }
 }
 
 /// The table's columns, or why there are none yet. `Ok(None)`: nothing to
 /// build (no change of the table has landed).
-async fn columns(io: &LakeIo, table: &CdcTable) -> Result<Option<TableSchema>> {
+pub(super) async fn columns(io: &LakeIo, table: &CdcTable) -> Result<Option<TableSchema>> {
     if let Some(schema) = schema::latest(io, table).await? {
         return Ok(Some(schema));
     }
@@ -101,7 +100,7 @@ async fn state_once(io: &LakeIo, table: &CdcTable) -> Result<Outcome> {
     };
     let arrow = schema.state();
     let stored = Stored::open(io, &table.state, &arrow).await?;
-    match stored.continuable() {
+    match stored.continuable(FORMAT) {
         Some(cursor) => state_incremental(io, table, &schema, arrow, stored, cursor).await,
         None => state_full(io, table, &schema, arrow, stored).await,
     }
@@ -265,7 +264,7 @@ async fn state_incremental(
 }
 
 /// `batch` with `schema`'s field types, whatever layout the reader chose.
-fn as_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(super) fn as_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
@@ -304,7 +303,7 @@ fn state_batch(
 }
 
 /// The table's own columns of `rows`.
-fn table_columns<'a>(
+pub(super) fn table_columns<'a>(
     schema: &TableSchema,
     rows: impl Iterator<Item = &'a Row> + Clone,
     n: usize,
@@ -321,69 +320,10 @@ fn table_columns<'a>(
         .collect()
 }
 
-fn report(bad: &BadValues, def: &strata_lake::schema::TableDef) {
+pub(super) fn report(bad: &BadValues, def: &strata_lake::schema::TableDef) {
     if !bad.is_empty() {
         bad.warn(&def.qualified_name());
     }
-}
-
-pub async fn history(io: &LakeIo, table: &CdcTable) -> Result<Outcome> {
-    store::retrying(|| history_once(io, table)).await
-}
-
-async fn history_once(io: &LakeIo, table: &CdcTable) -> Result<Outcome> {
-    let Some(schema) = columns(io, table).await? else {
-        return Ok(Outcome::Unchanged);
-    };
-    let arrow = schema.history();
-    let stored = Stored::open(io, &table.history, &arrow).await?;
-    if let Some(cursor) = stored.continuable()
-        && !changes::any_after(io, table, cursor.at).await?
-    {
-        return Ok(Outcome::Unchanged);
-    }
-    let (changes, bad) = changes::read(io, table, &schema, Since::Beginning).await?;
-    let Some(last) = changes.last().map(|c| c.at) else {
-        return Ok(Outcome::Unchanged);
-    };
-    let mut history = History::default();
-    history.apply(&changes);
-    drop(changes);
-    let versions = history.finish();
-    let batch = history_batch(&schema, &arrow, &versions)?;
-    report(&bad, &table.history);
-    let new_schema = stored.table.is_some() && !stored.same_columns;
-    let written = store::overwrite(
-        io,
-        &table.history,
-        stored.table,
-        arrow,
-        vec![batch],
-        Cursor::new(last, None),
-        new_schema,
-    )
-    .await?;
-    Ok(Outcome::Written(written))
-}
-
-fn history_batch(
-    schema: &TableSchema,
-    arrow: &SchemaRef,
-    versions: &[Version],
-) -> Result<RecordBatch> {
-    let mut columns = table_columns(schema, versions.iter().map(|v| &v.row), versions.len())?;
-    let ts = |values: Vec<Option<i64>>| {
-        Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC")) as ArrayRef
-    };
-    columns.push(ts(versions.iter().map(|v| Some(v.valid_from)).collect()));
-    columns.push(ts(versions.iter().map(|v| v.valid_to).collect()));
-    columns.push(Arc::new(BooleanArray::from_iter(
-        versions.iter().map(|v| Some(v.valid_to.is_none())),
-    )));
-    columns.push(Arc::new(BooleanArray::from_iter(
-        versions.iter().map(|v| Some(v.is_deleted)),
-    )));
-    Ok(RecordBatch::try_new(arrow.clone(), columns)?)
 }
 
 /// Whether the table has changes its silver table (current state, or with
@@ -397,8 +337,9 @@ pub async fn stale(io: &LakeIo, table: &CdcTable, history: bool) -> Result<bool>
     } else {
         (&table.state, schema.state())
     };
+    let format = if history { history::FORMAT } else { FORMAT };
     let stored = Stored::open(io, def, &arrow).await?;
-    let since = match stored.continuable() {
+    let since = match stored.continuable(format) {
         Some(cursor) => cursor.at,
         // Built by other rules or columns: stale. Never built: stale once
         // a change has landed.

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use deltalake::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use serde_json::value::RawValue;
-use strata_core::event::ChangeOp;
+use strata_core::event::{ChangeOp, ChangePosition, STREAMED_RANK};
+use strata_lake::bronze::ChangePositions;
 use strata_lake::schema::BRONZE_CDC_CHANGES;
 
 use super::CdcTable;
@@ -139,13 +140,35 @@ fn positions(batch: &RecordBatch) -> Result<Vec<Position>> {
         .collect())
 }
 
-/// The table's changes after `since`, in stream order.
+/// How far the table's source has whole transactions in bronze: the
+/// position of its last change that ended one. `None` when no change says
+/// (changes landed by versions that did not mark ends): then every change
+/// counts as whole.
+async fn whole_through(io: &LakeIo, table: &CdcTable) -> Result<Option<Position>> {
+    let marks = ChangePositions::new(io.lake().clone())
+        .marks(&table.source)
+        .await?;
+    Ok(marks
+        .filter(|m| m.through != ChangePosition::default())
+        .map(|m| Position {
+            lsn: m.through.lsn as i64,
+            streamed: m.through.rank & STREAMED_RANK != 0,
+            seq: (m.through.rank & !STREAMED_RANK) as i64,
+        }))
+}
+
+/// The table's changes after `since`, in stream order, of whole
+/// transactions only: a transaction bronze holds part of (a loader
+/// micro-batch can end inside one) waits until its last change lands, so
+/// no silver table ever shows half of it.
 pub async fn read(
     io: &LakeIo,
     table: &CdcTable,
     schema: &TableSchema,
     since: Since,
 ) -> Result<(Vec<Change>, BadValues)> {
+    // Read before the scan: the scan then sees every change up to it.
+    let through = whole_through(io, table).await?;
     let batches = io
         .scan(
             &BRONZE_CDC_CHANGES,
@@ -167,6 +190,9 @@ pub async fn read(
             if let Since::After(after) = since
                 && at <= after
             {
+                continue;
+            }
+            if through.is_some_and(|through| at > through) {
                 continue;
             }
             order.push((at, b as u32, r as u32));

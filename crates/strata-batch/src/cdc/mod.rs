@@ -12,6 +12,7 @@ mod apply;
 mod build;
 mod cell;
 mod changes;
+mod history;
 mod pg_array;
 mod schema;
 mod store;
@@ -245,11 +246,35 @@ fn register(registry: &mut Registry, source: String, schema: String, name: Strin
 pub async fn build(io: &LakeIo, model: Model) -> Result<Outcome> {
     match model {
         Model::CdcState(id) => build::state(io, table(id)).await,
-        Model::CdcHistory(id) => build::history(io, table(id)).await,
+        Model::CdcHistory(id) => history::history(io, table(id)).await,
         other => Err(Error::Invalid(format!(
             "{} is not a CDC model",
             other.name()
         ))),
+    }
+}
+
+/// Deletes the files a CDC model's builds replaced more than `keep` ago;
+/// returns how many. The builds do this themselves, at most every half
+/// minute and with `store::KEEP_REPLACED`.
+pub async fn vacuum_replaced(
+    io: &LakeIo,
+    model: Model,
+    keep: std::time::Duration,
+) -> Result<usize> {
+    let def = match model {
+        Model::CdcState(id) => &table(id).state,
+        Model::CdcHistory(id) => &table(id).history,
+        other => {
+            return Err(Error::Invalid(format!(
+                "{} is not a CDC model",
+                other.name()
+            )));
+        }
+    };
+    match store::open(io, def).await? {
+        Some(opened) => store::vacuum(&opened, &def.qualified_name(), keep).await,
+        None => Ok(0),
     }
 }
 

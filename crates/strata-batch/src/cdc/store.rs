@@ -2,10 +2,15 @@
 //! transactions (`txn` actions) in its own Delta log, committed with its
 //! rows, so the position and the rows are always of the same build.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -16,8 +21,9 @@ use super::changes::Position;
 use crate::error::{Error, Result};
 use crate::io::{LakeIo, writer_properties};
 
-/// How the rows are derived from the changes. A table built by another
-/// version of these rules is rebuilt from bronze rather than continued.
+/// How the current state's rows are derived from the changes. A table
+/// built by another version of these rules is rebuilt from bronze rather
+/// than continued (the history has its own, `history::FORMAT`).
 pub const FORMAT: i64 = 1;
 
 const LSN: &str = "strata-cdc-lsn";
@@ -37,14 +43,19 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(at: Position, epoch: Option<i64>) -> Self {
-        Self {
-            at,
-            epoch,
-            format: FORMAT,
-        }
+        Self::with_format(at, epoch, FORMAT)
     }
 
-    fn transactions(&self) -> Vec<Transaction> {
+    pub fn with_format(at: Position, epoch: Option<i64>, format: i64) -> Self {
+        Self { at, epoch, format }
+    }
+
+    /// A cursor no build continues from: the table is built again.
+    pub fn unfinished() -> Self {
+        Self::with_format(Position::default(), None, 0)
+    }
+
+    pub fn transactions(&self) -> Vec<Transaction> {
         let rank = if self.at.streamed { STREAMED_BIT } else { 0 } | self.at.seq;
         vec![
             Transaction::new(LSN, self.at.lsn),
@@ -131,15 +142,60 @@ pub async fn overwrite(
     if new_schema {
         write = write.with_schema_mode(SchemaMode::Overwrite);
     }
-    write.await.map_err(Error::delta(&name))?;
+    let table = write.await.map_err(Error::delta(&name))?;
+    vacuum_if_due(&table, &name).await;
     Ok(rows)
+}
+
+/// Files a build replaced stay on disk this long, for queries that opened
+/// the table before the build: a current-state table is rewritten at every
+/// loader commit, and Delta's default of a week would keep a week of
+/// copies.
+pub const KEEP_REPLACED: Duration = Duration::from_secs(120);
+
+/// How often a table's replaced files are looked for.
+const VACUUM_EVERY: Duration = Duration::from_secs(30);
+
+/// Deletes the files builds replaced more than `keep` ago.
+pub async fn vacuum(table: &DeltaTable, name: &str, keep: Duration) -> Result<usize> {
+    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::zero());
+    let (_, metrics) = table
+        .clone()
+        .vacuum()
+        .with_retention_period(keep)
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Lite)
+        .await
+        .map_err(Error::delta(name))?;
+    Ok(metrics.files_deleted.len())
+}
+
+/// [`vacuum`] with [`KEEP_REPLACED`], at most every [`VACUUM_EVERY`] per
+/// table; a failure is only reported, the build stands.
+pub async fn vacuum_if_due(table: &DeltaTable, name: &str) {
+    static LAST: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    {
+        let Ok(mut last) = LAST.lock() else { return };
+        let last = last.get_or_insert_with(HashMap::new);
+        if last.get(name).is_some_and(|t| t.elapsed() < VACUUM_EVERY) {
+            return;
+        }
+        last.insert(name.to_string(), Instant::now());
+    }
+    match vacuum(table, name, KEEP_REPLACED).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::debug!(table = %name, deleted, "replaced CDC silver files deleted"),
+        Err(e) => {
+            tracing::warn!(table = %name, error = %e, "deleting replaced CDC silver files failed")
+        }
+    }
 }
 
 /// The batch path's file settings without dictionaries. The whole table is
 /// written at every micro-batch, and building each column's dictionary was
 /// two thirds of that write (0.7 s of a 1M-row table, 0.2 s without);
 /// zstd still packs a column's repeated values.
-fn cdc_writer_properties() -> WriterProperties {
+pub fn cdc_writer_properties() -> WriterProperties {
     writer_properties()
         .into_builder()
         .set_dictionary_enabled(false)

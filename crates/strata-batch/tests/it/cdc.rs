@@ -9,16 +9,6 @@ use strata_core::event::ChangeOp::{Insert, Snapshot, Truncate, Update};
 use crate::cdc_feed::*;
 use crate::harness::Env;
 
-const ACCOUNTS: [(&str, &str, i32, bool); 3] = [
-    ("id", "int8", -1, true),
-    ("email", "text", -1, false),
-    ("plan", "text", -1, false),
-];
-
-const CURRENT: &str = "select id, email, plan, _lsn, _updated_at from silver.accounts order by id";
-const VERSIONS: &str = "select id, email, plan, valid_from, valid_to, is_current, is_deleted \
-                        from silver.accounts_history order by id, valid_from";
-
 #[tokio::test]
 async fn snapshot_then_inserts_updates_deletes_and_a_truncate() {
     let env = Env::new(config(false));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use strata_batch::plan::Outcome;
 use strata_batch::{LakeIo, Model};
 use strata_core::config::Config;
-use strata_core::event::{ChangeOp, ChangeRecord, RelationColumn, RelationRecord};
+use strata_core::event::{ChangeOp, ChangeRecord, LogRecord, RelationColumn, RelationRecord};
 use strata_lake::bronze::{Decoded, Rows, Table};
 use strata_lake::{Lake, SqlEngine};
 
@@ -37,6 +37,18 @@ pub fn config(users: bool) -> Config {
     strata_batch::configure(&config).expect("cdc tables");
     config
 }
+
+/// `public.accounts` as the tests capture it.
+pub const ACCOUNTS: [(&str, &str, i32, bool); 3] = [
+    ("id", "int8", -1, true),
+    ("email", "text", -1, false),
+    ("plan", "text", -1, false),
+];
+
+pub const CURRENT: &str =
+    "select id, email, plan, _lsn, _updated_at from silver.accounts order by id";
+pub const VERSIONS: &str = "select id, email, plan, valid_from, valid_to, is_current, \
+                            is_deleted from silver.accounts_history order by id, valid_from";
 
 pub fn state() -> Model {
     Model::parse("silver.accounts").expect("registered")
@@ -88,6 +100,7 @@ pub fn change(
         before: before.map(|v| v.to_string()),
         after: after.map(|v| v.to_string()),
         received_at: commit_ts + 1_000_000,
+        tx_end: false,
     })
 }
 
@@ -130,6 +143,51 @@ pub async fn land(lake: &Lake, records: Vec<Decoded>) {
             .with_save_mode(SaveMode::Append)
             .await
             .expect("append");
+    }
+}
+
+/// Lands the records through a log in `dir` and the real bronze loader,
+/// which keeps each source's marks: so `tx_end` counts, as it does when a
+/// source writes them.
+pub async fn land_logged(dir: &std::path::Path, lake: &Lake, records: Vec<Decoded>) {
+    use strata_log::Log;
+    let log = strata_log::EmbeddedLog::open(
+        dir.join("log"),
+        strata_log::EmbeddedLogConfig {
+            partitions: 1,
+            consumers: vec!["bronze".into()],
+            ..strata_log::EmbeddedLogConfig::default()
+        },
+    )
+    .expect("log");
+    let encoded = records
+        .into_iter()
+        .map(|record| {
+            let record = match record {
+                Decoded::Change(c) => LogRecord::Change(c),
+                Decoded::Relation(r) => LogRecord::Relation(r),
+                _ => panic!("only CDC records are landed here"),
+            };
+            bytes::Bytes::from(record.encode())
+        })
+        .collect();
+    log.append(0, encoded).await.expect("append");
+    strata_lake::bronze::BronzeLoader::open(lake, log, Default::default())
+        .await
+        .expect("loader")
+        .catch_up()
+        .await
+        .expect("load");
+}
+
+/// `record` marked as the last change of its transaction.
+pub fn ends(record: Decoded) -> Decoded {
+    match record {
+        Decoded::Change(mut c) => {
+            c.tx_end = true;
+            Decoded::Change(c)
+        }
+        other => other,
     }
 }
 

@@ -1,5 +1,6 @@
 mod cdc;
 mod cdc_feed;
+mod cdc_history;
 mod cdc_perf;
 mod cdc_users;
 mod config_change;

@@ -148,13 +148,14 @@ fn change_strategy() -> impl Strategy<Value = LogRecord> {
             proptest::option::of(".*"),
             proptest::option::of(".*"),
             any::<i64>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (source, schema, table, op),
                 (lsn, commit_ts, tx_id, seq),
-                (key, before, after, received_at),
+                (key, before, after, received_at, tx_end),
             )| {
                 LogRecord::Change(ChangeRecord {
                     source,
@@ -169,6 +170,7 @@ fn change_strategy() -> impl Strategy<Value = LogRecord> {
                     before,
                     after,
                     received_at,
+                    tx_end,
                 })
             },
         )
@@ -230,6 +232,7 @@ fn change_positions_order_snapshot_rows_before_a_commit_at_the_same_lsn() {
             before: None,
             after: None,
             received_at: 0,
+            tx_end: false,
         }
         .position()
     };

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use deltalake::protocol::SaveMode;
 use strata_core::config::LoaderConfig;
-use strata_core::event::{BronzeEvent, ChangePosition};
+use strata_core::event::BronzeEvent;
 use strata_log::{Log, LogEntry, LogError};
 use tokio::sync::watch;
 
@@ -26,8 +26,8 @@ use crate::schema::BRONZE_EVENTS;
 use crate::table::Lake;
 
 pub use rows::{Decoded, Rows, Table};
-pub use sink::ChangePositions;
 use sink::Sink;
+pub use sink::{ChangePositions, SourceMarks};
 
 /// The name under which the loader reports its progress to the log.
 pub const CONSUMER: &str = "bronze";
@@ -164,8 +164,9 @@ impl BronzeLoader {
         let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
         let mut stats = LoadStats::default();
         let mut batches: HashMap<Table, Vec<_>> = HashMap::new();
-        // Per CDC source, the position of its last change in this batch.
-        let mut sources: HashMap<String, ChangePosition> = HashMap::new();
+        // Per CDC source, its last change in this batch and its last change
+        // that ended a transaction.
+        let mut sources: HashMap<String, SourceMarks> = HashMap::new();
         // Decoded rows are a third copy of the batch: hold one chunk of them
         // at a time, next to the log records and the Arrow arrays.
         for chunk in entries.chunks(CONVERT_ROWS) {
@@ -183,15 +184,19 @@ impl BronzeLoader {
                 if let Decoded::Change(change) = &record {
                     // A CDC source re-sends what its database had not seen
                     // acknowledged: the position tells the copies apart.
-                    let last = match sources.get(&change.source) {
-                        Some(position) => *position,
+                    let mut marks = match sources.get(&change.source) {
+                        Some(marks) => *marks,
                         None => self.sink(table).source_position(&change.source).await?,
                     };
-                    if change.position() <= last {
+                    if change.position() <= marks.last {
                         stats.skipped += 1;
                         continue;
                     }
-                    sources.insert(change.source.clone(), change.position());
+                    marks.last = change.position();
+                    if change.tx_end {
+                        marks.through = change.position();
+                    }
+                    sources.insert(change.source.clone(), marks);
                 }
                 rows.push(entry.partition, entry.offset, record);
             }

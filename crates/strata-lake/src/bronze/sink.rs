@@ -30,13 +30,35 @@ pub(super) fn app_id(partition: u32) -> String {
     format!("strata-bronze-p{partition}")
 }
 
-/// The application transactions that hold a CDC source's position in
-/// `bronze.cdc_changes`: its last change's commit LSN and its rank there.
-fn source_app_ids(source: &str) -> (String, String) {
-    (
-        format!("strata-cdc-{source}-lsn"),
-        format!("strata-cdc-{source}-rank"),
-    )
+/// The application transactions that hold a CDC source's marks in
+/// `bronze.cdc_changes`: its last change's commit LSN and rank there, and
+/// the same of its last change that ended a transaction.
+struct SourceApps {
+    lsn: String,
+    rank: String,
+    through_lsn: String,
+    through_rank: String,
+}
+
+impl SourceApps {
+    fn of(source: &str) -> Self {
+        Self {
+            lsn: format!("strata-cdc-{source}-lsn"),
+            rank: format!("strata-cdc-{source}-rank"),
+            through_lsn: format!("strata-cdc-{source}-through-lsn"),
+            through_rank: format!("strata-cdc-{source}-through-rank"),
+        }
+    }
+}
+
+/// Where a CDC source stands in `bronze.cdc_changes` (zero: nothing yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceMarks {
+    /// Its last change.
+    pub last: ChangePosition,
+    /// Its last change that ended a transaction: every transaction up to
+    /// it is whole in the table.
+    pub through: ChangePosition,
 }
 
 pub(super) struct Sink {
@@ -45,8 +67,8 @@ pub(super) struct Sink {
     /// `None` while a table created on its first row has none.
     table: Option<DeltaTable>,
     pub(super) committed: Vec<u64>,
-    /// Per CDC source seen, the position of its last change in the table.
-    sources: HashMap<String, ChangePosition>,
+    /// Per CDC source seen, where it stands in the table.
+    sources: HashMap<String, SourceMarks>,
 }
 
 impl Sink {
@@ -117,25 +139,37 @@ impl Sink {
             .map_err(Error::delta(self.def.qualified_name()))
     }
 
-    async fn read_source_position(&self, source: &str) -> Result<ChangePosition> {
-        let (lsn_app, rank_app) = source_app_ids(source);
-        let lsn = self.transaction_version(&lsn_app).await?;
-        let rank = self.transaction_version(&rank_app).await?;
-        Ok(ChangePosition {
-            lsn: lsn.map_or(0, |v| v.max(0) as u64),
-            rank: rank.map_or(0, |v| v.max(0) as u64),
+    async fn read_source_position(&self, source: &str) -> Result<SourceMarks> {
+        let apps = SourceApps::of(source);
+        let mut values = [0u64; 4];
+        for (value, app) in
+            values
+                .iter_mut()
+                .zip([&apps.lsn, &apps.rank, &apps.through_lsn, &apps.through_rank])
+        {
+            *value = self
+                .transaction_version(app)
+                .await?
+                .map_or(0, |v| v.max(0) as u64);
+        }
+        let [lsn, rank, through_lsn, through_rank] = values;
+        Ok(SourceMarks {
+            last: ChangePosition { lsn, rank },
+            through: ChangePosition {
+                lsn: through_lsn,
+                rank: through_rank,
+            },
         })
     }
 
-    /// The position of `source`'s last change in the table (zero before
-    /// its first).
-    pub(super) async fn source_position(&mut self, source: &str) -> Result<ChangePosition> {
-        if let Some(position) = self.sources.get(source) {
-            return Ok(*position);
+    /// Where `source` stands in the table (zero before its first change).
+    pub(super) async fn source_position(&mut self, source: &str) -> Result<SourceMarks> {
+        if let Some(marks) = self.sources.get(source) {
+            return Ok(*marks);
         }
-        let position = self.read_source_position(source).await?;
-        self.sources.insert(source.to_string(), position);
-        Ok(position)
+        let marks = self.read_source_position(source).await?;
+        self.sources.insert(source.to_string(), marks);
+        Ok(marks)
     }
 
     /// Appends in one commit, with the log positions and the sources'
@@ -145,16 +179,23 @@ impl Sink {
         lake: &Lake,
         batches: Vec<RecordBatch>,
         ends: &BTreeMap<u32, u64>,
-        sources: &HashMap<String, ChangePosition>,
+        sources: &HashMap<String, SourceMarks>,
     ) -> Result<()> {
         let mut txns: Vec<Transaction> = ends
             .iter()
             .map(|(p, end)| Transaction::new(app_id(*p), *end as i64))
             .collect();
-        for (source, position) in sources {
-            let (lsn_app, rank_app) = source_app_ids(source);
-            txns.push(Transaction::new(lsn_app, position.lsn as i64));
-            txns.push(Transaction::new(rank_app, position.rank as i64));
+        for (source, marks) in sources {
+            let apps = SourceApps::of(source);
+            txns.push(Transaction::new(apps.lsn, marks.last.lsn as i64));
+            txns.push(Transaction::new(apps.rank, marks.last.rank as i64));
+            if marks.through != ChangePosition::default() {
+                txns.push(Transaction::new(apps.through_lsn, marks.through.lsn as i64));
+                txns.push(Transaction::new(
+                    apps.through_rank,
+                    marks.through.rank as i64,
+                ));
+            }
         }
         let table = match self.table.take() {
             Some(table) => table,
@@ -176,8 +217,8 @@ impl Sink {
         for (p, end) in ends {
             self.committed[*p as usize] = *end;
         }
-        for (source, position) in sources {
-            self.sources.insert(source.clone(), *position);
+        for (source, marks) in sources {
+            self.sources.insert(source.clone(), *marks);
         }
         Ok(())
     }
@@ -252,6 +293,13 @@ impl ChangePositions {
     /// The position of `source`'s last change in bronze; `None` before its
     /// first.
     pub async fn get(&mut self, source: &str) -> Result<Option<ChangePosition>> {
+        Ok(self.marks(source).await?.map(|m| m.last))
+    }
+
+    /// Where `source` stands in bronze; `None` before its first change.
+    /// `through` is zero until a change that ends a transaction has landed
+    /// (changes written by versions before the mark have none).
+    pub async fn marks(&mut self, source: &str) -> Result<Option<SourceMarks>> {
         let def = &BRONZE_CDC_CHANGES;
         if self.sink.is_none() {
             if !self.lake.exists(def.layer, def.name) {
@@ -261,7 +309,7 @@ impl ChangePositions {
         }
         let sink = self.sink.as_mut().expect("opened above");
         sink.refresh(&self.lake).await?;
-        let position = sink.source_position(source).await?;
-        Ok((position != ChangePosition::default()).then_some(position))
+        let marks = sink.source_position(source).await?;
+        Ok((marks.last != ChangePosition::default()).then_some(marks))
     }
 }

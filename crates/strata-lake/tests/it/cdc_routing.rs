@@ -28,6 +28,7 @@ fn change(source: &str, op: ChangeOp, lsn: u64, seq: u64, id: i64) -> ChangeReco
         before: None,
         after: (op != ChangeOp::Delete).then(|| format!("{{\"id\":{id},\"plan\":\"pro\"}}")),
         received_at: RECEIVED,
+        tx_end: false,
     }
 }
 
@@ -243,4 +244,67 @@ async fn a_crash_between_the_change_commit_and_the_events_commit_loses_nothing()
         env.count("select count(*) from bronze.cdc_changes").await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_sources_through_mark_moves_only_with_a_change_that_ends_a_transaction() {
+    let env = Env::new();
+    let ending = |mut c: ChangeRecord| {
+        c.tx_end = true;
+        LogRecord::Change(c)
+    };
+    append(
+        &env,
+        0,
+        &[
+            LogRecord::Change(change("shop", ChangeOp::Update, LSN, 0, 1)),
+            ending(change("shop", ChangeOp::Update, LSN, 1, 2)),
+            // The next transaction, cut off before its last change.
+            LogRecord::Change(change("shop", ChangeOp::Update, LSN + 0x100, 0, 3)),
+        ],
+    )
+    .await;
+    let mut loader = env.loader().await;
+    loader.catch_up().await.unwrap();
+    let streamed = |seq: u64| (1 << 62) | seq;
+    let marks = || async {
+        ChangePositions::new(env.lake.clone())
+            .marks("shop")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let m = marks().await;
+    assert_eq!(
+        (m.last, m.through),
+        (
+            ChangePosition {
+                lsn: LSN + 0x100,
+                rank: streamed(0)
+            },
+            ChangePosition {
+                lsn: LSN,
+                rank: streamed(1)
+            }
+        )
+    );
+    // Its end lands in a later micro-batch, and after a restart of the
+    // loader the mark is read back from the table.
+    append(
+        &env,
+        0,
+        &[ending(change("shop", ChangeOp::Update, LSN + 0x100, 1, 4))],
+    )
+    .await;
+    let mut loader = env.loader().await;
+    loader.catch_up().await.unwrap();
+    let m = marks().await;
+    assert_eq!(
+        m.through,
+        ChangePosition {
+            lsn: LSN + 0x100,
+            rank: streamed(1)
+        }
+    );
+    assert_eq!(m.last, m.through);
 }

@@ -73,6 +73,7 @@ fn upsert(op: ChangeOp, lsn: u64, id: i64, plan: &str) -> Decoded {
         before: None,
         after: Some(format!(r#"{{"id":{id},"plan":"{plan}"}}"#)),
         received_at: T0 + lsn as i64,
+        tx_end: false,
     })
 }
 

@@ -28,6 +28,9 @@ pub(super) struct Pipeline {
     /// The position of the last change handed to the outbox: bronze holding
     /// it means bronze holds everything this run has read.
     pub last_sent: Option<ChangePosition>,
+    /// The latest change of the open transaction, kept back until the next
+    /// one or the commit shows whether it is the transaction's last.
+    held: Option<ChangeRecord>,
     /// Per table, the columns this run last wrote a definition of.
     emitted: HashMap<(String, String), Vec<strata_core::event::RelationColumn>>,
 }
@@ -42,6 +45,7 @@ impl Pipeline {
             oldest: None,
             pending: [0; ChangeOp::ALL.len()],
             last_sent: None,
+            held: None,
             emitted: HashMap::new(),
         }
     }
@@ -50,7 +54,29 @@ impl Pipeline {
         &self.source
     }
 
+    /// Adds a change of the open transaction (or snapshot).
     pub fn push_change(&mut self, change: ChangeRecord) {
+        if let Some(previous) = self.held.replace(change) {
+            self.send_change(previous);
+        }
+    }
+
+    /// The open transaction (or snapshot) committed: its last change goes
+    /// out marked as the end, so readers know the transaction is whole.
+    pub fn end_transaction(&mut self) {
+        if let Some(mut last) = self.held.take() {
+            last.tx_end = true;
+            self.send_change(last);
+        }
+    }
+
+    /// Drops the change kept back from a transaction that will not commit
+    /// on this connection: PostgreSQL sends the transaction again.
+    pub fn abandon_transaction(&mut self) {
+        self.held = None;
+    }
+
+    fn send_change(&mut self, change: ChangeRecord) {
         let position = change.position();
         if let Some(i) = ChangeOp::ALL.iter().position(|op| *op == change.op) {
             self.pending[i] += 1;
@@ -86,8 +112,9 @@ impl Pipeline {
         self.emitted.clear();
     }
 
+    /// Nothing waits to be sent, kept back or not.
     pub fn is_empty(&self) -> bool {
-        self.outbox.is_empty()
+        self.outbox.is_empty() && self.held.is_none()
     }
 
     pub fn is_full(&self) -> bool {
@@ -98,7 +125,8 @@ impl Pipeline {
         self.oldest.is_some_and(|t| t.elapsed() >= MAX_WAIT)
     }
 
-    /// Sends the outbox and returns once every record in it is durable.
+    /// Sends the outbox and returns once every record in it is durable (a
+    /// change kept back stays so).
     pub async fn flush(&mut self) -> Result<()> {
         if self.outbox.is_empty() {
             return Ok(());

@@ -89,6 +89,9 @@ impl<'a> Streaming<'a> {
             tx: None,
             last_ack: Instant::now(),
         };
+        // A change kept back from a connection that broke mid-transaction
+        // comes again with its transaction.
+        state.pipeline.abandon_transaction();
         state.ack().await?;
         let mut tick = tokio::time::interval(MAX_WAIT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,6 +188,9 @@ impl State<'_> {
 
     /// Lands what was read and leaves the stream cleanly.
     async fn stop(mut self) -> Result<()> {
+        if self.tx.is_some() {
+            self.pipeline.abandon_transaction();
+        }
         self.pipeline.flush().await?;
         if let Err(e) = self.ack().await {
             tracing::debug!(error = %e, "final acknowledgement failed");
@@ -204,6 +210,7 @@ impl State<'_> {
                 final_lsn,
                 commit_timestamp,
             } => {
+                self.pipeline.abandon_transaction();
                 self.tx = Some(Tx {
                     xid: transaction_id,
                     lsn: final_lsn.value(),
@@ -217,6 +224,7 @@ impl State<'_> {
                 ..
             } => {
                 self.tx = None;
+                self.pipeline.end_transaction();
                 self.s
                     .status
                     .received
@@ -346,6 +354,7 @@ impl State<'_> {
             before,
             after,
             received_at: now_micros(),
+            tx_end: false,
         };
         self.pipeline.push_change(record);
         Ok(())

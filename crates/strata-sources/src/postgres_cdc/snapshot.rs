@@ -215,6 +215,7 @@ impl SnapshotJob<'_> {
 
         // Every definition first, so an empty table has one too.
         pipeline.forget_relations();
+        pipeline.abandon_transaction();
         let mut shapes: HashMap<u32, Arc<Shape>> = HashMap::new();
         for table in snapshot.tables() {
             let relation = table.relation();
@@ -242,6 +243,8 @@ impl SnapshotJob<'_> {
                 biased;
                 _ = shutdown.changed() => {
                     if stop_requested(shutdown) {
+                        // A snapshot cut short is taken again in full.
+                        pipeline.abandon_transaction();
                         pipeline.flush().await?;
                         return Ok(Snapshotted::Stopped);
                     }
@@ -267,6 +270,7 @@ impl SnapshotJob<'_> {
                 before: None,
                 after: Some(shape.row_object(&row.data)),
                 received_at: now_micros(),
+                tx_end: false,
             });
             seq += 1;
             if pipeline.is_full() {
@@ -277,6 +281,7 @@ impl SnapshotJob<'_> {
             .finish()
             .await
             .map_err(upstream(&source, "the snapshot did not complete"))?;
+        pipeline.end_transaction();
         pipeline.flush().await?;
         let marker = Marker {
             slot: self.config.slot.clone(),

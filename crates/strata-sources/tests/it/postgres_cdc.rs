@@ -522,6 +522,18 @@ async fn a_transaction_of_twenty_thousand_rows_lands_whole_and_in_order() {
         rows[19_999].after.as_deref(),
         Some(r#"{"id":20000,"name":"e20000"}"#)
     );
+    // Sent in several outboxes, the transaction is marked whole by its
+    // last change alone.
+    let marks = strata_lake::bronze::ChangePositions::new(env.lake.clone())
+        .marks(SOURCE)
+        .await
+        .unwrap()
+        .unwrap();
+    let end = strata_core::event::ChangePosition {
+        lsn: strata_core::event::parse_lsn(&rows[0].lsn).unwrap(),
+        rank: strata_core::event::STREAMED_RANK | 19_999,
+    };
+    assert_eq!((marks.last, marks.through), (end, end));
     source.stop().await;
 }
 

@@ -59,7 +59,7 @@ pub async fn run(args: BenchCdcArgs) -> Result<()> {
     child.terminate()?;
 
     // 2. A backlog committed while Strata is stopped, then drained.
-    let marker = commit_backlog(&pool, args.rows, args.backlog).await?;
+    let (marker, marker_ts) = commit_backlog(&pool, args.rows, args.backlog).await?;
     let started = Instant::now();
     let (mut child, _) = spawn_on(&data, &config, port).await?;
     let mut positions = ChangePositions::new(lake.clone());
@@ -73,6 +73,23 @@ pub async fn run(args: BenchCdcArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drain_s = started.elapsed().as_secs_f64();
+    // The steady phase measures lag once silver has taken in the backlog:
+    // how long that takes is a figure of its own.
+    let engine_sql = "select max(updated_at) from silver.accounts";
+    loop {
+        let engine = SqlEngine::open(&lake).await?;
+        if newest_micros(&engine, engine_sql)
+            .await
+            .is_some_and(|t| t >= marker_ts)
+        {
+            break;
+        }
+        if !child.running() {
+            return Err(CliError::Runtime("the server under test exited".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let silver_drain_s = started.elapsed().as_secs_f64();
     let drain_rss = child.peak_rss_mib();
 
     // 3. Steady updates, lag sampled from outside.
@@ -92,16 +109,20 @@ pub async fn run(args: BenchCdcArgs) -> Result<()> {
         args.backlog as f64 / drain_s
     );
     println!(
+        "| the same backlog visible in silver.accounts (process start included) | {silver_drain_s:.1} s |"
+    );
+    println!(
         "| steady rate reached | {:.0} changes/s ({} s) |",
         steady.changes as f64 / args.seconds as f64,
         args.seconds
     );
     for (what, h) in [
-        ("bronze.cdc_changes", &steady.bronze),
-        ("silver.accounts", &steady.silver),
+        ("commit → visible in bronze.cdc_changes", &steady.bronze),
+        ("commit → visible in silver.accounts", &steady.silver),
+        ("silver.accounts behind bronze.cdc_changes", &steady.behind),
     ] {
         println!(
-            "| commit → visible in {what}: p50 / p99 / max | {:.2} / {:.2} / {:.2} s |",
+            "| {what}: p50 / p99 / max | {:.2} / {:.2} / {:.2} s |",
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
             h.max() as f64 / 1000.0
@@ -219,8 +240,9 @@ async fn wait_for_changes(lake: &Lake, at_least: u64) -> Result<()> {
 }
 
 /// Commits `backlog` updates of random rows, then one marker transaction;
-/// returns a WAL position below the marker's commit and above every other.
-async fn commit_backlog(pool: &PgPool, rows: u64, backlog: u64) -> Result<u64> {
+/// returns a WAL position below the marker's commit and above every other,
+/// and the `updated_at` the marker wrote (microseconds).
+async fn commit_backlog(pool: &PgPool, rows: u64, backlog: u64) -> Result<(u64, i64)> {
     let per_writer = backlog / WRITERS as u64;
     let mut writers = Vec::new();
     for _ in 0..WRITERS {
@@ -243,15 +265,17 @@ async fn commit_backlog(pool: &PgPool, rows: u64, backlog: u64) -> Result<u64> {
         .fetch_one(&mut *tx)
         .await
         .map_err(CliError::runtime)?;
-    sqlx::query(
-        "update accounts set balance = balance + 1, updated_at = clock_timestamp() where id = 1",
+    let (marker_ts,): (i64,) = sqlx::query_as(
+        "update accounts set balance = balance + 1, updated_at = clock_timestamp() where id = 1 \
+         returning (extract(epoch from updated_at) * 1000000)::bigint",
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(CliError::runtime)?;
     tx.commit().await.map_err(CliError::runtime)?;
-    strata_core::event::parse_lsn(&below)
-        .ok_or_else(|| CliError::Runtime(format!("PostgreSQL answered an odd LSN {below:?}")))
+    let below = strata_core::event::parse_lsn(&below)
+        .ok_or_else(|| CliError::Runtime(format!("PostgreSQL answered an odd LSN {below:?}")))?;
+    Ok((below, marker_ts))
 }
 
 async fn update_random(pool: &PgPool, rows: u64, n: usize) -> Result<()> {
@@ -275,6 +299,8 @@ struct Steady {
     /// Milliseconds from the newest commit to now, sampled.
     bronze: Histogram<u64>,
     silver: Histogram<u64>,
+    /// Milliseconds between the newest commit in bronze and in silver.
+    behind: Histogram<u64>,
 }
 
 /// `--rate` changes/s for `--seconds`; every 250 ms, how old the newest
@@ -301,6 +327,7 @@ async fn steady_lag(pool: &PgPool, lake: &Lake, args: &BenchCdcArgs) -> Result<S
     }
     let mut bronze = Histogram::<u64>::new(3).map_err(CliError::runtime)?;
     let mut silver = Histogram::<u64>::new(3).map_err(CliError::runtime)?;
+    let mut behind = Histogram::<u64>::new(3).map_err(CliError::runtime)?;
     let started = Instant::now();
     // The first seconds fill the pipeline; lag is read once it is full.
     let warm = Duration::from_secs(3);
@@ -309,20 +336,29 @@ async fn steady_lag(pool: &PgPool, lake: &Lake, args: &BenchCdcArgs) -> Result<S
         if started.elapsed() < warm {
             continue;
         }
+        // What the engine shows was visible when it opened the tables.
+        let at = chrono::Utc::now().timestamp_micros();
         let engine = SqlEngine::open(lake).await?;
-        for (sql, histogram) in [
-            (
-                "select max(commit_ts) from bronze.cdc_changes where op = 'update'",
-                &mut bronze,
-            ),
-            ("select max(updated_at) from silver.accounts", &mut silver),
-        ] {
-            if let Some(newest) = newest_micros(&engine, sql).await {
-                let now = chrono::Utc::now().timestamp_micros();
-                histogram
-                    .record(((now - newest).max(0) / 1000) as u64)
-                    .map_err(CliError::runtime)?;
-            }
+        let newest_bronze = newest_micros(
+            &engine,
+            "select max(commit_ts) from bronze.cdc_changes where op = 'update'",
+        )
+        .await;
+        let newest_silver =
+            newest_micros(&engine, "select max(updated_at) from silver.accounts").await;
+        let millis = |from: i64, to: i64| ((to - from).max(0) / 1000) as u64;
+        if let Some(newest) = newest_bronze {
+            bronze
+                .record(millis(newest, at))
+                .map_err(CliError::runtime)?;
+        }
+        if let Some(newest) = newest_silver {
+            silver
+                .record(millis(newest, at))
+                .map_err(CliError::runtime)?;
+        }
+        if let (Some(b), Some(s)) = (newest_bronze, newest_silver) {
+            behind.record(millis(s, b)).map_err(CliError::runtime)?;
         }
     }
     running.store(false, Ordering::Relaxed);
@@ -333,6 +369,7 @@ async fn steady_lag(pool: &PgPool, lake: &Lake, args: &BenchCdcArgs) -> Result<S
         changes: changes.load(Ordering::Relaxed),
         bronze,
         silver,
+        behind,
     })
 }
 
