@@ -341,7 +341,12 @@ async fn commit(
     )
     .await
     .map_err(Error::delta(name))?;
-    store::vacuum_if_due(opened, name).await;
+    // Vacuumed at the version just committed: a vacuum of the version
+    // before would conflict with the commit that removed its files.
+    let mut committed = opened.clone();
+    if committed.update_state().await.is_ok() {
+        store::vacuum_if_due(&committed, name).await;
+    }
     Ok(Outcome::Written(rows))
 }
 
