@@ -12,7 +12,7 @@ use strata_sources::postgres_cdc::slot_status;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{
+use super::harness::{
     Change, Db, Env, PORT, Running, config, config_with_url, ensure_server, psql, start_error,
     unique, wait_for, wait_for_snapshot,
 };
