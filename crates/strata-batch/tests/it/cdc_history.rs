@@ -51,8 +51,7 @@ async fn a_transaction_bronze_holds_part_of_waits_for_its_last_change() {
         vec![row(Update, 0x200, 0, 1, json!({"id": 1, "plan": "pro"}))],
     )
     .await;
-    build(&io, state()).await;
-    build(&io, history()).await;
+    build_both(&io).await;
     assert_eq!(
         rows(&lake, CURRENT).await,
         [
@@ -79,8 +78,7 @@ async fn a_transaction_bronze_holds_part_of_waits_for_its_last_change() {
         ))],
     )
     .await;
-    build(&io, state()).await;
-    build(&io, history()).await;
+    build_both(&io).await;
     assert_eq!(
         rows(&lake, CURRENT).await,
         [
@@ -97,6 +95,11 @@ async fn a_transaction_bronze_holds_part_of_waits_for_its_last_change() {
             "2|b|pro|2026-03-01T12:01:00Z|∅|true|false",
         ]
     );
+}
+
+async fn build_both(io: &strata_batch::LakeIo) {
+    build(io, state()).await;
+    build(io, history()).await;
 }
 
 /// The history's files and their row counts.
@@ -219,8 +222,7 @@ async fn files_a_build_replaced_are_deleted_once_old_enough() {
             )],
         )
         .await;
-        build(&io, state()).await;
-        build(&io, history()).await;
+        build_both(&io).await;
     }
     let state_dir = lake.table_path("silver", "accounts");
     assert!(parquet_files(&state_dir) > 1);

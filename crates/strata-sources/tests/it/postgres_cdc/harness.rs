@@ -366,4 +366,3 @@ pub async fn wait_for_snapshot(env: &Env) {
 pub fn lines(rows: &[Change]) -> Vec<String> {
     rows.iter().map(Change::line).collect()
 }
-
