@@ -226,6 +226,11 @@ pub struct BenchCdcArgs {
     /// Seconds of the steady phase.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Run the server under test with only these roles (repeatable; all by
+    /// default), e.g. `--role collector --role loader` for the way into
+    /// bronze alone: silver's figures are then left out.
+    #[arg(long = "role", value_enum)]
+    pub roles: Vec<Role>,
 }
 
 #[derive(Debug, Clone, Args)]

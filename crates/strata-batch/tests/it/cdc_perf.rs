@@ -1,4 +1,4 @@
-//! How long `silver.<table>` takes to take in a loader micro-batch of
+//! How long `silver.<table>` (and its history) takes to take in a loader micro-batch of
 //! changes on a large table (the target: 10,000 changes/s on a 1M-row table
 //! with silver at most one 2 s micro-batch behind). A measurement, not a
 //! check of rows: `cargo nextest run ... --run-ignored only -E 'test(cdc_perf)'`.
@@ -115,4 +115,17 @@ async fn cdc_perf_one_micro_batch_on_a_large_table() {
         "full build of silver.accounts_history: {:?}",
         started.elapsed()
     );
+    for round in 4..=6u64 {
+        land(
+            &lake,
+            micro_batch(rows, 10_000, 0x1000 * round, round as i64, round),
+        )
+        .await;
+        let started = Instant::now();
+        build(&io, history()).await;
+        eprintln!(
+            "incremental build of silver.accounts_history, 10,000 changes: {:?}",
+            started.elapsed()
+        );
+    }
 }

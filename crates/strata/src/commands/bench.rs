@@ -256,7 +256,12 @@ impl ChildServer {
             .arg("--data-dir")
             .arg(dir)
             .env("STRATA_WRITE_KEY", WRITE_KEY)
-            .env("STRATA_LOG", QUIET_LOG)
+            // `STRATA_BENCH_SERVER_LOG` shows the server's own log, e.g.
+            // `info` to see what it was doing at a slow moment.
+            .env(
+                "STRATA_LOG",
+                std::env::var("STRATA_BENCH_SERVER_LOG").unwrap_or_else(|_| QUIET_LOG.into()),
+            )
             .env_remove("STRATA_CONFIG")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
