@@ -156,16 +156,14 @@ impl Incremental<'_> {
         let store = opened.object_store();
         let mut stored = Vec::new();
         for file in &candidates {
-            let bytes = store
-                .get(&file.object_store_path())
-                .await
-                .map_err(|e| Error::Invalid(format!("{name}: reading {}: {e}", file.path())))?
-                .bytes()
-                .await
-                .map_err(|e| Error::Invalid(format!("{name}: reading {}: {e}", file.path())))?;
+            let path = file.object_store_path();
+            let failed =
+                |e: &dyn std::fmt::Display| Error::Invalid(format!("{name}: reading {path}: {e}"));
+            let bytes = store.get(&path).await.map_err(|e| failed(&e))?;
+            let bytes = bytes.bytes().await.map_err(|e| failed(&e))?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.with_batch_size(64 * 1024).build())
-                .map_err(|e| Error::Invalid(format!("{name}: reading {}: {e}", file.path())))?;
+                .map_err(|e| failed(&e))?;
             for batch in reader {
                 stored.push(as_schema(&batch?, &self.arrow)?);
             }
