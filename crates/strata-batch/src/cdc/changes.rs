@@ -26,6 +26,27 @@ pub struct Position {
     pub seq: i64,
 }
 
+impl Position {
+    /// A position as the source and the loader store it: commit LSN, and
+    /// rank (`seq` with `STREAMED_RANK` set for a streamed change).
+    pub fn of(at: ChangePosition) -> Self {
+        Self {
+            lsn: at.lsn as i64,
+            streamed: at.rank & STREAMED_RANK != 0,
+            seq: (at.rank & !STREAMED_RANK) as i64,
+        }
+    }
+
+    /// The rank of [`Self::of`].
+    pub fn rank(&self) -> i64 {
+        (if self.streamed {
+            STREAMED_RANK as i64
+        } else {
+            0
+        }) | self.seq
+    }
+}
+
 /// A primary key's values, in the order of the key's columns.
 pub type Key = Box<[Cell]>;
 
@@ -150,11 +171,7 @@ async fn whole_through(io: &LakeIo, table: &CdcTable) -> Result<Option<Position>
         .await?;
     Ok(marks
         .filter(|m| m.through != ChangePosition::default())
-        .map(|m| Position {
-            lsn: m.through.lsn as i64,
-            streamed: m.through.rank & STREAMED_RANK != 0,
-            seq: (m.through.rank & !STREAMED_RANK) as i64,
-        }))
+        .map(|m| Position::of(m.through)))
 }
 
 /// The table's changes after `since`, in stream order, of whole

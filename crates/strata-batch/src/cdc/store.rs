@@ -15,6 +15,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use strata_core::event::ChangePosition;
 use strata_lake::schema::TableDef;
 
 use super::changes::Position;
@@ -30,8 +31,6 @@ const LSN: &str = "strata-cdc-lsn";
 const RANK: &str = "strata-cdc-rank";
 const EPOCH: &str = "strata-cdc-epoch";
 const FORMAT_APP: &str = "strata-cdc-format";
-/// `seq` below this bit, the snapshot-or-streamed flag in it.
-const STREAMED_BIT: i64 = 1 << 62;
 
 /// The last change a table holds, and the snapshot its rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +55,9 @@ impl Cursor {
     }
 
     pub fn transactions(&self) -> Vec<Transaction> {
-        let rank = if self.at.streamed { STREAMED_BIT } else { 0 } | self.at.seq;
         vec![
             Transaction::new(LSN, self.at.lsn),
-            Transaction::new(RANK, rank),
+            Transaction::new(RANK, self.at.rank()),
             Transaction::new(EPOCH, self.epoch.unwrap_or(-1)),
             Transaction::new(FORMAT_APP, self.format),
         ]
@@ -83,11 +81,10 @@ pub async fn read_cursor(table: &DeltaTable, name: &str) -> Result<Option<Cursor
     }
     let [lsn, rank, epoch, format] = values;
     Ok(Some(Cursor {
-        at: Position {
-            lsn,
-            streamed: rank & STREAMED_BIT != 0,
-            seq: rank & !STREAMED_BIT,
-        },
+        at: Position::of(ChangePosition {
+            lsn: lsn as u64,
+            rank: rank as u64,
+        }),
         epoch: (epoch >= 0).then_some(epoch),
         format,
     }))
