@@ -17,27 +17,9 @@ async fn snapshot_then_inserts_updates_deletes_and_a_truncate() {
         &lake,
         vec![
             relation(0x100, &ACCOUNTS),
-            row(
-                Snapshot,
-                0x100,
-                0,
-                0,
-                json!({"id": 1, "email": "a@x", "plan": "free"}),
-            ),
-            row(
-                Snapshot,
-                0x100,
-                1,
-                0,
-                json!({"id": 2, "email": "b@x", "plan": "pro"}),
-            ),
-            row(
-                Snapshot,
-                0x100,
-                2,
-                0,
-                json!({"id": 3, "email": "c@x", "plan": "free"}),
-            ),
+            account(Snapshot, 0x100, 0, 0, 1, "a@x", "free"),
+            account(Snapshot, 0x100, 1, 0, 2, "b@x", "pro"),
+            account(Snapshot, 0x100, 2, 0, 3, "c@x", "free"),
         ],
     )
     .await;
@@ -45,13 +27,7 @@ async fn snapshot_then_inserts_updates_deletes_and_a_truncate() {
     land(
         &lake,
         vec![
-            row(
-                Insert,
-                0x200,
-                0,
-                1,
-                json!({"id": 4, "email": "d@x", "plan": "free"}),
-            ),
+            account(Insert, 0x200, 0, 1, 4, "d@x", "free"),
             // email is absent: an unchanged TOASTed value keeps its value.
             row(Update, 0x300, 0, 2, json!({"id": 1, "plan": "pro"})),
             // The primary key changes from 2 to 20.
@@ -83,13 +59,7 @@ async fn snapshot_then_inserts_updates_deletes_and_a_truncate() {
         &lake,
         vec![
             change(Truncate, 0x600, 0, at(5), json!({}), None, None),
-            row(
-                Insert,
-                0x700,
-                0,
-                6,
-                json!({"id": 7, "email": "g@x", "plan": "free"}),
-            ),
+            account(Insert, 0x700, 0, 6, 7, "g@x", "free"),
         ],
     )
     .await;
@@ -108,30 +78,12 @@ async fn history_keeps_every_version_and_no_op_updates_open_none() {
         &lake,
         vec![
             relation(0x100, &ACCOUNTS),
-            row(
-                Snapshot,
-                0x100,
-                0,
-                0,
-                json!({"id": 1, "email": "a", "plan": "free"}),
-            ),
-            row(
-                Snapshot,
-                0x100,
-                1,
-                0,
-                json!({"id": 2, "email": "b", "plan": "free"}),
-            ),
+            account(Snapshot, 0x100, 0, 0, 1, "a", "free"),
+            account(Snapshot, 0x100, 1, 0, 2, "b", "free"),
             row(Update, 0x200, 0, 1, json!({"id": 1, "plan": "pro"})),
             row(Update, 0x300, 0, 2, json!({"id": 1, "email": "a2"})),
             // Alters no column: no version.
-            row(
-                Update,
-                0x350,
-                0,
-                3,
-                json!({"id": 1, "email": "a2", "plan": "pro"}),
-            ),
+            account(Update, 0x350, 0, 3, 1, "a2", "pro"),
             row(Update, 0x400, 0, 4, json!({"id": 1, "plan": "team"})),
             delete(0x500, 0, 5, 1),
             change(
@@ -144,13 +96,7 @@ async fn history_keeps_every_version_and_no_op_updates_open_none() {
                 Some(json!({"id": 22, "email": "b", "plan": "free"})),
             ),
             // Inserted and updated in one transaction: one version.
-            row(
-                Insert,
-                0x700,
-                0,
-                7,
-                json!({"id": 5, "email": "x", "plan": "free"}),
-            ),
+            account(Insert, 0x700, 0, 7, 5, "x", "free"),
             row(Update, 0x700, 1, 7, json!({"id": 5, "plan": "pro"})),
         ],
     )
@@ -188,27 +134,9 @@ async fn a_restarted_snapshot_replaces_the_rows_and_rebuilding_gives_the_same_ro
         &lake,
         vec![
             relation(0x100, &ACCOUNTS),
-            row(
-                Snapshot,
-                0x100,
-                0,
-                0,
-                json!({"id": 1, "email": "a", "plan": "free"}),
-            ),
-            row(
-                Snapshot,
-                0x100,
-                1,
-                0,
-                json!({"id": 2, "email": "b", "plan": "free"}),
-            ),
-            row(
-                Insert,
-                0x200,
-                0,
-                1,
-                json!({"id": 3, "email": "c", "plan": "free"}),
-            ),
+            account(Snapshot, 0x100, 0, 0, 1, "a", "free"),
+            account(Snapshot, 0x100, 1, 0, 2, "b", "free"),
+            account(Insert, 0x200, 0, 1, 3, "c", "free"),
         ],
     )
     .await;
@@ -218,20 +146,8 @@ async fn a_restarted_snapshot_replaces_the_rows_and_rebuilding_gives_the_same_ro
     land(
         &lake,
         vec![
-            row(
-                Snapshot,
-                0x900,
-                0,
-                10,
-                json!({"id": 1, "email": "a", "plan": "pro"}),
-            ),
-            row(
-                Snapshot,
-                0x900,
-                1,
-                10,
-                json!({"id": 3, "email": "c", "plan": "free"}),
-            ),
+            account(Snapshot, 0x900, 0, 10, 1, "a", "pro"),
+            account(Snapshot, 0x900, 1, 10, 3, "c", "free"),
             row(Update, 0xA00, 0, 11, json!({"id": 3, "plan": "team"})),
         ],
     )

@@ -110,6 +110,25 @@ pub fn row(op: ChangeOp, lsn: u64, seq: u64, minute: i64, after: Value) -> Decod
     change(op, lsn, seq, at(minute), key, None, Some(after))
 }
 
+/// A whole row of `accounts` (the columns of [`ACCOUNTS`]).
+pub fn account(
+    op: ChangeOp,
+    lsn: u64,
+    seq: u64,
+    minute: i64,
+    id: i64,
+    email: &str,
+    plan: &str,
+) -> Decoded {
+    row(
+        op,
+        lsn,
+        seq,
+        minute,
+        json!({"id": id, "email": email, "plan": plan}),
+    )
+}
+
 pub fn delete(lsn: u64, seq: u64, minute: i64, id: i64) -> Decoded {
     change(
         ChangeOp::Delete,

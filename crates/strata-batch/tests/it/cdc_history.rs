@@ -12,24 +12,6 @@ use strata_lake::Lake;
 use crate::cdc_feed::*;
 use crate::harness::Env;
 
-fn account(
-    op: strata_core::event::ChangeOp,
-    lsn: u64,
-    seq: u64,
-    minute: i64,
-    id: i64,
-    email: &str,
-    plan: &str,
-) -> strata_lake::bronze::Decoded {
-    row(
-        op,
-        lsn,
-        seq,
-        minute,
-        json!({"id": id, "email": email, "plan": plan}),
-    )
-}
-
 #[tokio::test]
 async fn a_transaction_bronze_holds_part_of_waits_for_its_last_change() {
     let env = Env::new(config(false));
