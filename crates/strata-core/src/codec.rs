@@ -6,17 +6,18 @@
 
 use crate::error::{Error, Result};
 use crate::event::{
-    BronzeEvent, ChangeOp, ChangeRecord, EventType, LogRecord, QuarantineRecord, RejectReason,
-    RelationRecord,
+    BronzeEvent, ChangeOp, ChangeRecord, EventType, FeedChunk, LogRecord, QuarantineRecord,
+    RejectReason, RelationRecord,
 };
 
 const EVENT_V1: u8 = 1;
 const QUARANTINE_V1: u8 = 2;
 const CHANGE_V1: u8 = 3;
 const RELATION_V1: u8 = 4;
+const FEED_V1: u8 = 5;
 
 // Append only: a reason's position is its byte in the log.
-const REASONS: [RejectReason; 11] = [
+const REASONS: [RejectReason; 15] = [
     RejectReason::InvalidJson,
     RejectReason::NotSegmentPayload,
     RejectReason::RequestTooLarge,
@@ -28,6 +29,10 @@ const REASONS: [RejectReason; 11] = [
     RejectReason::EventTsTooOld,
     RejectReason::EventNameTooLong,
     RejectReason::TooManyItems,
+    RejectReason::InvalidProtobuf,
+    RejectReason::InvalidAvro,
+    RejectReason::FeedBadRow,
+    RejectReason::InvalidLine,
 ];
 
 pub fn encode(record: &LogRecord) -> Vec<u8> {
@@ -104,6 +109,22 @@ pub fn encode(record: &LogRecord) -> Vec<u8> {
             let columns = serde_json::to_string(&r.columns).unwrap_or_else(|_| "[]".into());
             put_str(&mut out, &columns);
             out.extend_from_slice(&r.received_at.to_le_bytes());
+        }
+        LogRecord::Feed(f) => {
+            out.push(FEED_V1);
+            out.push(f.last as u8);
+            put_str(&mut out, &f.source);
+            put_str(&mut out, &f.table);
+            put_str(&mut out, &f.file);
+            put_str(&mut out, &f.sha256);
+            out.extend_from_slice(&f.first_row.to_le_bytes());
+            out.extend_from_slice(&f.end_row.to_le_bytes());
+            put_str(&mut out, &f.schema);
+            put_str(&mut out, &f.rows);
+            // Rare: JSON keeps their form open.
+            let bad = serde_json::to_string(&f.bad_rows).unwrap_or_else(|_| "[]".into());
+            put_str(&mut out, &bad);
+            out.extend_from_slice(&f.received_at.to_le_bytes());
         }
     }
     out
@@ -218,6 +239,34 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord> {
                 received_at,
             }))
         }
+        FEED_V1 => {
+            let last = r.u8()? & 1 != 0;
+            let source = r.string()?;
+            let table = r.string()?;
+            let file = r.string()?;
+            let sha256 = r.string()?;
+            let first_row = r.i64()? as u64;
+            let end_row = r.i64()? as u64;
+            let schema = r.string()?;
+            let rows = r.string()?;
+            let bad_rows = serde_json::from_str(r.str()?)
+                .map_err(|e| Error::RecordDecode(format!("feed bad rows: {e}")))?;
+            let received_at = r.i64()?;
+            r.finish()?;
+            Ok(LogRecord::Feed(FeedChunk {
+                source,
+                table,
+                file,
+                sha256,
+                first_row,
+                end_row,
+                schema,
+                rows,
+                bad_rows,
+                received_at,
+                last,
+            }))
+        }
         other => Err(Error::RecordDecode(format!(
             "unknown record version {other}"
         ))),
@@ -272,7 +321,7 @@ pub fn decode_view(bytes: &[u8]) -> Result<Option<EventView<'_>>> {
                 received_at,
             }))
         }
-        QUARANTINE_V1 | CHANGE_V1 | RELATION_V1 => Ok(None),
+        QUARANTINE_V1 | CHANGE_V1 | RELATION_V1 | FEED_V1 => Ok(None),
         other => Err(Error::RecordDecode(format!(
             "unknown record version {other}"
         ))),

@@ -92,6 +92,15 @@ pub enum RejectReason {
     EventTsTooOld,
     EventNameTooLong,
     TooManyItems,
+    /// A `/v1/batch` body sent as Protobuf that is not a `strata.v1.Batch`.
+    InvalidProtobuf,
+    /// A `/v1/batch` body sent as Avro that is not an object container file.
+    InvalidAvro,
+    /// A file feed's row that does not parse or fit the feed's schema
+    /// (SPEC §7; reserved for the file feed source).
+    FeedBadRow,
+    /// A backend log file's line that is not JSON (or not valid UTF-8).
+    InvalidLine,
 }
 
 impl RejectReason {
@@ -108,6 +117,10 @@ impl RejectReason {
             RejectReason::EventTsTooOld => "event_ts_too_old",
             RejectReason::EventNameTooLong => "event_name_too_long",
             RejectReason::TooManyItems => "too_many_items",
+            RejectReason::InvalidProtobuf => "invalid_protobuf",
+            RejectReason::InvalidAvro => "invalid_avro",
+            RejectReason::FeedBadRow => "feed_bad_row",
+            RejectReason::InvalidLine => "invalid_line",
         }
     }
 }
@@ -275,6 +288,44 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some(u64::from(high) << 32 | u64::from(low))
 }
 
+/// A piece of a file a file feed read (SPEC §7): its rows that fit the
+/// feed's schema, and those that did not with their reasons. One record
+/// holds both, so a chunk lands whole or not at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedChunk {
+    pub source: String,
+    /// The feed's table: rows land in `bronze.feed_<table>`.
+    pub table: String,
+    /// The file's name in the feed directory.
+    pub file: String,
+    /// SHA-256 of the file's content, lower-case hex.
+    pub sha256: String,
+    /// The chunk covers rows `first_row..end_row` of the file (1-based
+    /// record numbers), good and bad.
+    pub first_row: u64,
+    pub end_row: u64,
+    /// The feed table's columns when the chunk was read: a JSON array of
+    /// `[name, type]` pairs (`string`, `long`, `double`, `boolean`, `date`,
+    /// `timestamp`).
+    pub schema: String,
+    /// The good rows as JSON lines, each object with its `_row`; values fit
+    /// `schema`.
+    pub rows: String,
+    pub bad_rows: Vec<BadRow>,
+    pub received_at: i64,
+    /// The file's last chunk: the file is whole once it lands.
+    pub last: bool,
+}
+
+/// A row of a feed file that does not parse or fit the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRow {
+    pub row: u64,
+    pub why: String,
+    /// The row as read (lossy UTF-8), cut to a bounded size.
+    pub raw: String,
+}
+
 /// One log record; its bytes in the log are `crate::codec`'s binary form.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
@@ -282,6 +333,7 @@ pub enum LogRecord {
     Quarantine(QuarantineRecord),
     Change(ChangeRecord),
     Relation(RelationRecord),
+    Feed(FeedChunk),
 }
 
 impl LogRecord {

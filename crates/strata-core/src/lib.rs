@@ -5,6 +5,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod format;
 pub mod normalize;
 

@@ -17,3 +17,4 @@ pub use table::Lake;
 
 pub use deltalake::arrow;
 pub use deltalake::datafusion;
+pub use deltalake::parquet;

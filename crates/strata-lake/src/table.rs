@@ -70,6 +70,15 @@ impl Lake {
             .map_err(Error::delta(format!("{layer}.{name}")))
     }
 
+    /// A handle on a table that has no commit yet, for a write that
+    /// creates it with the schema of what it writes.
+    pub fn uncreated(&self, layer: &str, name: &str) -> Result<DeltaTable> {
+        let url = self.table_url(layer, name)?;
+        DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(Error::delta(format!("{layer}.{name}")))
+    }
+
     /// Opens the table, creating it with its declared schema and partitioning
     /// the first time.
     pub async fn open_or_create(&self, def: &TableDef) -> Result<DeltaTable> {

@@ -7,7 +7,10 @@
 //! [`Source`] and run as tasks of the collector role.
 
 mod error;
+pub mod file_feed;
 pub mod http;
+pub mod log_file;
+mod messages;
 pub mod postgres_cdc;
 pub mod producer;
 pub mod prometheus;
@@ -25,7 +28,7 @@ pub use http::Collector;
 pub use producer::{Outbox, Producer};
 
 /// The source kinds Strata knows: adding one is a module and a line here.
-pub const KINDS: &[Kind] = &[http::KIND, postgres_cdc::KIND];
+pub const KINDS: &[Kind] = &[http::KIND, postgres_cdc::KIND, log_file::KIND, file_feed::KIND];
 
 /// One kind of source: how its `[[sources]]` entry is checked, and how its
 /// runtime is built.
@@ -48,6 +51,8 @@ pub struct SourceContext {
     pub lake: Lake,
     /// A directory of the source's own for state it keeps between runs.
     pub state_dir: PathBuf,
+    /// The limits every Segment message is held to, whichever way it came.
+    pub limits: strata_core::config::CollectorConfig,
 }
 
 /// A source that reads records from somewhere and lands them in the log.
@@ -115,6 +120,7 @@ pub fn build_sources(config: &Config, producer: &Producer) -> Result<Vec<Box<dyn
             producer: producer.clone(),
             lake: Lake::new(config.lake_dir()),
             state_dir: config.data_dir.join("sources").join(&source.name),
+            limits: config.collector.clone(),
         };
         sources.push(build(source, &context)?);
     }

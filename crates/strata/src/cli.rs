@@ -120,9 +120,19 @@ pub struct GenerateArgs {
     /// Write key of the target source.
     #[arg(long, value_name = "K", env = "STRATA_WRITE_KEY")]
     pub write_key: Option<String>,
-    /// Messages per request when posting.
+    /// Messages per request when posting (per Protobuf batch with --out).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Wire format: `json` (NDJSON with --out), `protobuf` (`strata.v1.Batch`
+    /// bodies; length-delimited batches with --out) or `avro` (object
+    /// container files).
+    #[arg(long, value_parser = parse_wire_format, default_value = "json")]
+    pub format: strata_wire::WireFormat,
+}
+
+fn parse_wire_format(text: &str) -> Result<strata_wire::WireFormat, String> {
+    strata_wire::WireFormat::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of json, protobuf, avro"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -202,6 +212,20 @@ pub enum BenchCommand {
     /// and commit-to-silver lag under a steady update rate, against a
     /// `strata serve` child and a real PostgreSQL.
     Cdc(BenchCdcArgs),
+    /// File feeds: a CSV and a Parquet file of the same rows into
+    /// `bronze.feed_<table>` through a `strata serve` child; rows/s and
+    /// the server's peak RSS.
+    Feeds(BenchFeedsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchFeedsArgs {
+    /// Size of the CSV file in MiB (the Parquet file holds the same rows).
+    #[arg(long, default_value_t = 1024)]
+    pub mib: u64,
+    /// Give up after this many seconds per file.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -332,6 +356,10 @@ pub struct BenchIngestArgs {
     /// Run only these roles in the server under test (repeatable; default all).
     #[arg(long = "role", value_enum, value_name = "R")]
     pub roles: Vec<Role>,
+    /// Also measure these wire formats (repeatable: protobuf, avro), each
+    /// against a fresh server after JSON, in one table.
+    #[arg(long = "format", value_name = "F")]
+    pub formats: Vec<String>,
 }
 
 fn parse_parallel(text: &str) -> Result<usize, String> {

@@ -75,6 +75,7 @@ fn main() {
             }
             Command::Bench(BenchCommand::Chaos(args)) => commands::bench_chaos::run(args).await,
             Command::Bench(BenchCommand::Cdc(args)) => commands::bench_cdc::run(args).await,
+            Command::Bench(BenchCommand::Feeds(args)) => commands::bench_feeds::run(args).await,
             Command::Bench(BenchCommand::Attacks(args)) => {
                 commands::bench_attacks::run(&cli.global, args).await
             }

@@ -94,6 +94,10 @@ fn every_reason_round_trips_and_keeps_its_byte() {
         (RejectReason::EventTsTooOld, 8),
         (RejectReason::EventNameTooLong, 9),
         (RejectReason::TooManyItems, 10),
+        (RejectReason::InvalidProtobuf, 11),
+        (RejectReason::InvalidAvro, 12),
+        (RejectReason::FeedBadRow, 13),
+        (RejectReason::InvalidLine, 14),
     ];
     for (reason, byte) in bytes {
         let record = LogRecord::Quarantine(QuarantineRecord {
@@ -120,7 +124,7 @@ fn every_reason_round_trips_and_keeps_its_byte() {
     assert_eq!(q.reason, RejectReason::EventTsTooOld);
     assert_eq!((q.received_at, q.source.as_str()), (7, "web"));
     // A byte past the table is an error, not a wrong reason.
-    old[1] = 11;
+    old[1] = 15;
     assert!(LogRecord::decode(&old).is_err());
 }
 
@@ -131,6 +135,10 @@ fn new_reasons_have_their_contract_names() {
         "event_name_too_long"
     );
     assert_eq!(RejectReason::TooManyItems.as_str(), "too_many_items");
+    assert_eq!(RejectReason::InvalidProtobuf.as_str(), "invalid_protobuf");
+    assert_eq!(RejectReason::InvalidAvro.as_str(), "invalid_avro");
+    assert_eq!(RejectReason::FeedBadRow.as_str(), "feed_bad_row");
+    assert_eq!(RejectReason::InvalidLine.as_str(), "invalid_line");
 }
 
 fn change_strategy() -> impl Strategy<Value = LogRecord> {

@@ -8,6 +8,7 @@
 //! twice. Positions live only in the tables: there is no side file to get out
 //! of step with the data.
 
+pub mod feeds;
 mod rows;
 mod sink;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use deltalake::protocol::SaveMode;
 use strata_core::config::LoaderConfig;
-use strata_core::event::BronzeEvent;
+use strata_core::event::{BronzeEvent, FeedChunk};
 use strata_log::{Log, LogEntry, LogError};
 use tokio::sync::watch;
 
@@ -26,6 +27,7 @@ use crate::schema::BRONZE_EVENTS;
 use crate::table::Lake;
 
 pub use rows::{Decoded, Rows, Table};
+use feeds::FeedSink;
 use sink::Sink;
 pub use sink::{ChangePositions, SourceMarks};
 
@@ -41,6 +43,8 @@ pub struct LoadStats {
     pub quarantined: usize,
     /// CDC changes and table definitions.
     pub changes: usize,
+    /// Rows of file feeds.
+    pub feed_rows: usize,
     /// Records already present in their table (re-deliveries, and changes
     /// a CDC source sent again after a restart).
     pub skipped: usize,
@@ -57,6 +61,10 @@ pub struct BronzeLoader {
     lake: Lake,
     log: Arc<dyn Log>,
     sinks: Vec<(Table, Sink)>,
+    /// One per feed table (`bronze.feed_<table>`), opened when bronze has
+    /// the table or its first chunk arrives; committed before the others,
+    /// as tables created on their first row are.
+    feeds: HashMap<String, FeedSink>,
     /// Next offset to read from the log, per partition.
     cursor: Vec<u64>,
     config: LoaderConfig,
@@ -70,10 +78,16 @@ impl BronzeLoader {
         for table in Table::ALL {
             sinks.push((table, Sink::open(lake, table, partitions).await?));
         }
+        let mut feed_sinks = HashMap::new();
+        for name in feeds::existing(lake) {
+            let sink = FeedSink::open(lake, &name, partitions).await?;
+            feed_sinks.insert(name, sink);
+        }
         let mut loader = Self {
             lake: lake.clone(),
             log,
             sinks,
+            feeds: feed_sinks,
             cursor: Vec::new(),
             config,
             commits_since_optimize: 0,
@@ -87,14 +101,28 @@ impl BronzeLoader {
         let partitions = self.log.partition_count() as usize;
         (0..partitions)
             .map(|p| {
+                let feeds = self
+                    .feeds
+                    .values()
+                    .filter(|sink| sink.exists())
+                    .map(|sink| sink.committed[p]);
                 self.sinks
                     .iter()
                     .filter(|(_, sink)| sink.exists())
                     .map(|(_, sink)| sink.committed[p])
+                    .chain(feeds)
                     .min()
                     .unwrap_or(0)
             })
             .collect()
+    }
+
+    async fn feed_sink(&mut self, name: &str) -> Result<&mut FeedSink> {
+        if !self.feeds.contains_key(name) {
+            let sink = FeedSink::open(&self.lake, name, self.log.partition_count()).await?;
+            self.feeds.insert(name.to_string(), sink);
+        }
+        Ok(self.feeds.get_mut(name).expect("inserted above"))
     }
 
     fn sink(&mut self, table: Table) -> &mut Sink {
@@ -160,7 +188,11 @@ impl BronzeLoader {
         for (_, sink) in &mut self.sinks {
             sink.refresh(&self.lake).await?;
         }
+        for sink in self.feeds.values_mut() {
+            sink.refresh(&self.lake).await?;
+        }
 
+        let mut feed_chunks: BTreeMap<String, Vec<(u32, u64, FeedChunk)>> = BTreeMap::new();
         let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
         let mut stats = LoadStats::default();
         let mut batches: HashMap<Table, Vec<_>> = HashMap::new();
@@ -176,6 +208,32 @@ impl BronzeLoader {
                 let end = ends.entry(entry.partition).or_insert(0);
                 *end = (*end).max(entry.offset + 1);
                 let record = rows::decode(entry);
+                if let Decoded::Feed(chunk) = record {
+                    let name = feeds::table_name(&chunk.table);
+                    let feed_new = entry.offset >= self.feed_sink(&name).await?.committed[p];
+                    let quarantine_new =
+                        entry.offset >= self.sink(Table::Quarantine).committed[p];
+                    if !feed_new && !quarantine_new {
+                        stats.skipped += 1;
+                        continue;
+                    }
+                    if quarantine_new {
+                        for bad in &chunk.bad_rows {
+                            rows.push_quarantine(
+                                entry.partition,
+                                entry.offset,
+                                rows::bad_row_record(&chunk, bad),
+                            );
+                        }
+                    }
+                    if feed_new {
+                        feed_chunks
+                            .entry(name)
+                            .or_default()
+                            .push((entry.partition, entry.offset, chunk));
+                    }
+                    continue;
+                }
                 let table = record.table();
                 if entry.offset < self.sink(table).committed[p] {
                     stats.skipped += 1;
@@ -212,6 +270,29 @@ impl BronzeLoader {
 
         let started = Instant::now();
         tracing::debug!(target: strata_core::PHASE, "bronze_commit");
+        // Feed tables first: a table that may not exist yet can hold
+        // nothing the others have moved past.
+        for (name, chunks) in feed_chunks {
+            let (batch, undecodable) = feeds::chunks_batch(&chunks)?;
+            if !undecodable.is_empty() {
+                let mut kept = Rows::default();
+                for (index, why) in undecodable {
+                    let (partition, offset, chunk) = &chunks[index];
+                    kept.push_quarantine(*partition, *offset, feeds::undecodable(chunk, &why));
+                }
+                batches
+                    .entry(Table::Quarantine)
+                    .or_default()
+                    .push(kept.batch(Table::Quarantine)?);
+            }
+            // Chunks of bad rows only: nothing for the feed table.
+            let Some(batch) = batch else { continue };
+            stats.feed_rows += batch.num_rows();
+            let lake = self.lake.clone();
+            let sink = self.feed_sink(&name).await?;
+            let table_ends = advancing(&ends, &sink.committed);
+            sink.append(&lake, vec![batch], &table_ends).await?;
+        }
         let no_sources = HashMap::new();
         for table in Table::ALL {
             let Some(batches) = batches.remove(&table) else {
@@ -291,6 +372,7 @@ impl BronzeLoader {
             total.events += stats.events;
             total.quarantined += stats.quarantined;
             total.changes += stats.changes;
+            total.feed_rows += stats.feed_rows;
             total.skipped += stats.skipped;
         }
     }

@@ -8,8 +8,8 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::record_batch::RecordBatch;
 use strata_core::event::{
-    BronzeEvent, ChangeRecord, LogRecord, QuarantineRecord, RejectReason, RelationRecord,
-    format_lsn,
+    BronzeEvent, ChangeRecord, FeedChunk, LogRecord, QuarantineRecord, RejectReason,
+    RelationRecord, format_lsn,
 };
 use strata_log::LogEntry;
 
@@ -37,6 +37,9 @@ pub enum Decoded {
     Quarantine(QuarantineRecord),
     Change(ChangeRecord),
     Relation(RelationRecord),
+    /// Its good rows go to their feed table (`bronze::feeds`), its bad rows
+    /// to the quarantine.
+    Feed(FeedChunk),
 }
 
 /// The bronze tables, one per kind of log record: the loader's table map.
@@ -82,6 +85,7 @@ impl Decoded {
             Decoded::Quarantine(_) => Table::Quarantine,
             Decoded::Change(_) => Table::CdcChanges,
             Decoded::Relation(_) => Table::CdcSchemas,
+            Decoded::Feed(_) => Table::Quarantine,
         }
     }
 }
@@ -92,6 +96,7 @@ pub fn decode(entry: &LogEntry) -> Decoded {
         Ok(LogRecord::Quarantine(record)) => Decoded::Quarantine(record),
         Ok(LogRecord::Change(change)) => Decoded::Change(change),
         Ok(LogRecord::Relation(relation)) => Decoded::Relation(relation),
+        Ok(LogRecord::Feed(chunk)) => Decoded::Feed(chunk),
         // A record that passed the log's checksum but does not decode was
         // written by an incompatible version; keep its bytes, never drop them.
         Err(e) => Decoded::Quarantine(QuarantineRecord {
@@ -101,6 +106,17 @@ pub fn decode(entry: &LogEntry) -> Decoded {
             detail: format!("undecodable log record: {e}"),
             raw: String::from_utf8_lossy(&entry.payload).into_owned(),
         }),
+    }
+}
+
+/// A feed row that did not parse or fit, as its quarantine row.
+pub fn bad_row_record(chunk: &FeedChunk, bad: &strata_core::event::BadRow) -> QuarantineRecord {
+    QuarantineRecord {
+        received_at: chunk.received_at,
+        source: chunk.source.clone(),
+        reason: RejectReason::FeedBadRow,
+        detail: format!("{}:{}: {}", chunk.file, bad.row, bad.why),
+        raw: bad.raw.clone(),
     }
 }
 
@@ -151,6 +167,12 @@ impl Rows {
             Decoded::Quarantine(q) => self.quarantine.push((partition, offset, q)),
             Decoded::Change(c) => self.changes.push((partition, offset, c)),
             Decoded::Relation(r) => self.relations.push((partition, offset, r)),
+            Decoded::Feed(chunk) => {
+                for bad in &chunk.bad_rows {
+                    self.quarantine
+                        .push((partition, offset, bad_row_record(&chunk, bad)));
+                }
+            }
         }
     }
 

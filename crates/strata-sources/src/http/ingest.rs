@@ -13,8 +13,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use strata_core::event::{EventType, LogRecord, QuarantineRecord, RejectReason};
-use strata_core::normalize::{Envelope, Rejection, normalize, person_key};
+use strata_core::normalize::{Envelope, person_key};
 
+use bytes::Bytes;
+use strata_wire::WireFormat;
+
+use crate::messages::{MessageRules, Outcome};
 use crate::producer::Outbox;
 
 use super::Collector;
@@ -174,6 +178,30 @@ async fn handle_inner(
         }
     };
 
+    // A binary batch becomes the JSON body it stands for, so every answer,
+    // limit and normalisation below is JSON's own.
+    let format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(WireFormat::Json, WireFormat::from_content_type);
+    let raw = match (format, endpoint) {
+        (WireFormat::Json, _) | (_, Endpoint::Single(_)) => raw,
+        (format, Endpoint::Batch) => match transcode(format, &raw) {
+            Ok(json) => Bytes::from(json),
+            Err((reason, detail)) => {
+                let Some(source) = &header_source else {
+                    return unauthorized("missing write key");
+                };
+                let kept = format!(
+                    "base64:{}",
+                    base64::engine::general_purpose::STANDARD.encode(&raw)
+                );
+                return reject_request(collector, source, kept, received_at, reason, &detail)
+                    .await;
+            }
+        },
+    };
+
     // One pass finds the write key (and, for a batch, the items as raw
     // slices); each message is then parsed once, by `normalize`.
     let text = std::str::from_utf8(&raw);
@@ -225,14 +253,7 @@ async fn handle_inner(
     };
 
     let limits = &collector.inner.limits;
-    let mut checks = Checks {
-        max_message: limits.max_message_bytes,
-        context_bytes: 0,
-        oldest_event_ts: received_at
-            .timestamp_micros()
-            .saturating_sub(i64::try_from(limits.max_event_age.as_micros()).unwrap_or(i64::MAX)),
-        max_age: limits.max_event_age,
-    };
+    let mut checks = MessageRules::new(limits, received_at);
     let mut pending = Pending::new(collector.inner.producer.outbox());
     match body {
         Payload::Single(event_type, _) => {
@@ -325,6 +346,23 @@ async fn handle_inner(
         .into_response()
 }
 
+/// The JSON body of a Protobuf or Avro batch, or why it has none.
+fn transcode(format: WireFormat, raw: &[u8]) -> Result<String, (RejectReason, String)> {
+    let decoded = match format {
+        WireFormat::Protobuf => strata_wire::protobuf::decode_batch(raw),
+        WireFormat::Avro => strata_wire::avro::decode_batch(raw),
+        WireFormat::Json => return Ok(String::from_utf8_lossy(raw).into_owned()),
+    };
+    decoded.map_err(|e| {
+        let reason = match e {
+            strata_wire::Error::Payload(_) => RejectReason::NotSegmentPayload,
+            _ if format == WireFormat::Avro => RejectReason::InvalidAvro,
+            _ => RejectReason::InvalidProtobuf,
+        };
+        (reason, e.to_string())
+    })
+}
+
 /// Valid JSON that is not an object is a data error (not a Segment payload);
 /// anything else a syntax error.
 fn not_an_object(text: &str) -> serde_json::Error {
@@ -332,16 +370,6 @@ fn not_an_object(text: &str) -> serde_json::Error {
         Ok(_) => serde::de::Error::custom("body must be a JSON object"),
         Err(e) => e,
     }
-}
-
-/// What every message of a request is held to besides normalisation.
-struct Checks {
-    max_message: usize,
-    /// Bytes of the batch context merged into each message.
-    context_bytes: usize,
-    /// `event_ts` below this (micros) is too old to be believed.
-    oldest_event_ts: i64,
-    max_age: std::time::Duration,
 }
 
 fn context_len(context: &Map<String, Value>) -> usize {
@@ -352,68 +380,23 @@ fn check_and_normalize(
     pending: &mut Pending,
     envelope: &Envelope<'_>,
     message: &str,
-    checks: &Checks,
+    rules: &MessageRules,
 ) {
-    let max_message = checks.max_message;
-    if message.len() + checks.context_bytes > max_message {
-        let detail = if checks.context_bytes > 0 && message.len() <= max_message {
-            format!(
-                "message exceeds {max_message} bytes with the batch context ({} bytes) merged in",
-                checks.context_bytes
-            )
-        } else {
-            format!("message exceeds {max_message} bytes")
-        };
-        reject_message(
-            pending,
-            envelope,
-            message.as_bytes(),
-            RejectReason::MessageTooLarge,
-            detail,
-        );
-        return;
-    }
-    match normalize(message, envelope) {
-        Ok(event) if event.event_ts < checks.oldest_event_ts => {
-            let when = chrono::DateTime::from_timestamp_micros(event.event_ts)
-                .map_or_else(|| event.event_ts.to_string(), |t| t.to_rfc3339());
-            let detail = format!(
-                "event_ts {when} is more than {} days before received_at",
-                checks.max_age.as_secs() / 86_400
-            );
-            reject_message(
-                pending,
-                envelope,
-                message.as_bytes(),
-                RejectReason::EventTsTooOld,
-                detail,
-            )
-        }
-        Ok(event) => {
+    match rules.apply(envelope, message) {
+        Outcome::Accepted(event) => {
             let partition = pending.outbox.partition_of(person_key(&event));
             pending.outbox.push_to(partition, &LogRecord::Event(event));
             pending.accepted += 1;
         }
-        Err(Rejection { reason, detail }) => {
-            reject_message(pending, envelope, message.as_bytes(), reason, detail)
+        Outcome::Rejected(record) => {
+            // Rejects have no trustworthy person key; their bytes spread them evenly.
+            let partition = pending.outbox.partition_of(&record.raw);
+            pending
+                .outbox
+                .push_to(partition, &LogRecord::Quarantine(record));
+            pending.rejected += 1;
         }
     }
-}
-
-fn reject_message(
-    pending: &mut Pending,
-    envelope: &Envelope<'_>,
-    raw: &[u8],
-    reason: RejectReason,
-    detail: String,
-) {
-    metrics::counter!("strata_collector_rejected_total", "reason" => reason.as_str()).increment(1);
-    let raw = String::from_utf8_lossy(raw).into_owned();
-    // Rejects have no trustworthy person key; their bytes spread them evenly.
-    let partition = pending.outbox.partition_of(&raw);
-    let record = quarantine(envelope.received_at, envelope.source, reason, &detail, raw);
-    pending.outbox.push_to(partition, &record);
-    pending.rejected += 1;
 }
 
 fn quarantine(

@@ -12,13 +12,79 @@ use hdrhistogram::Histogram;
 use strata_generate::{Generator, GeneratorConfig};
 use strata_lake::Lake;
 use strata_lake::bronze::loaded_records;
+use strata_wire::WireFormat;
 
 use crate::cli::{BenchIngestArgs, GlobalArgs};
 use crate::error::{CliError, Result};
 
 pub(crate) const WRITE_KEY: &str = "wk_bench";
 
+/// What one run measured.
+struct Figures {
+    rate: f64,
+    requests: u64,
+    failures: u64,
+    latencies: Histogram<u64>,
+    peak_rss: f64,
+    max_lag: u64,
+    drain: f64,
+    stop: f64,
+}
+
+/// JSON first, then each `--format` asked for, each against a fresh
+/// server on the same machine, in one table.
 pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
+    let mut formats = vec![WireFormat::Json];
+    for name in &args.formats {
+        let format = WireFormat::parse(name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--format {name:?} is not one of json, protobuf, avro"
+            ))
+        })?;
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+    }
+    let mut runs = Vec::new();
+    for format in &formats {
+        runs.push(ingest_as(global, &args, *format).await?);
+    }
+    let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
+    let row = |name: &str, cell: &dyn Fn(&Figures) -> String| {
+        let cells: Vec<String> = runs.iter().map(cell).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
+    println!("| metric | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(formats.len()));
+    row("durable events/s", &|f| format!("{:.0}", f.rate));
+    row("requests", &|f| format!("{} ({} failed)", f.requests, f.failures));
+    row("latency p50", &|f| ms(f.latencies.value_at_quantile(0.50)));
+    row("latency p99", &|f| ms(f.latencies.value_at_quantile(0.99)));
+    row("latency max", &|f| ms(f.latencies.max()));
+    row("server peak RSS", &|f| format!("{:.0} MiB", f.peak_rss));
+    row("bronze lag while loading (max)", &|f| {
+        format!("{} events ≈ {:.1} s", f.max_lag, f.max_lag as f64 / f.rate.max(1.0))
+    });
+    row("bronze catch-up after load stops", &|f| format!("{:.1} s", f.drain));
+    row("clean shutdown", &|f| format!("{:.1} s", f.stop));
+    if let Some(json) = runs.first() {
+        for (format, run) in formats.iter().zip(&runs).skip(1) {
+            println!(
+                "{}: {:+.0}% events/s and {:+.0}% p99 against JSON",
+                format.name(),
+                (run.rate / json.rate.max(1.0) - 1.0) * 100.0,
+                (run.latencies.value_at_quantile(0.99) as f64
+                    / json.latencies.value_at_quantile(0.99).max(1) as f64
+                    - 1.0)
+                    * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn ingest_as(global: &GlobalArgs, args: &BenchIngestArgs, format: WireFormat) -> Result<Figures> {
     let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port()?;
@@ -26,7 +92,7 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
 
-    let bodies = Arc::new(request_bodies(args.batch_size));
+    let bodies = Arc::new(request_bodies(args.batch_size, format)?);
     let message_bytes: usize =
         bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * args.batch_size).max(1);
     let target = if args.rate > 0 {
@@ -35,8 +101,12 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
         "as fast as possible".into()
     };
     println!(
-        "driving {} connections for {} s with {}-message requests (~{} bytes per message), {target}",
-        args.connections, args.seconds, args.batch_size, message_bytes
+        "{}: driving {} connections for {} s with {}-message requests (~{} bytes per message), {target}",
+        format.name(),
+        args.connections,
+        args.seconds,
+        args.batch_size,
+        message_bytes
     );
 
     let client = reqwest::Client::builder()
@@ -79,7 +149,7 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
                 let response = client
                     .post(&url)
                     .basic_auth(WRITE_KEY, Some(""))
-                    .header("content-type", "application/json")
+                    .header("content-type", format.content_type())
                     .body(body)
                     .send()
                     .await;
@@ -130,36 +200,17 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     let stop_started = Instant::now();
     child.terminate()?;
     let stop = stop_started.elapsed().as_secs_f64();
-    let rate = acked as f64 / elapsed;
-
-    println!("| metric | value |\n|---|---|");
-    println!("| durable events/s | {rate:.0} |");
-    println!(
-        "| requests | {} ({} failed) |",
-        latencies.len(),
-        failures.load(Ordering::Relaxed)
-    );
-    println!(
-        "| latency p50 | {:.1} ms |",
-        latencies.value_at_quantile(0.50) as f64 / 1000.0
-    );
-    println!(
-        "| latency p99 | {:.1} ms |",
-        latencies.value_at_quantile(0.99) as f64 / 1000.0
-    );
-    println!(
-        "| latency max | {:.1} ms |",
-        latencies.max() as f64 / 1000.0
-    );
-    println!("| server peak RSS | {peak_rss:.0} MiB |");
-    println!(
-        "| bronze lag while loading (max) | {max_lag} events ≈ {:.1} s |",
-        max_lag as f64 / rate.max(1.0)
-    );
-    println!("| bronze catch-up after load stops | {drain:.1} s |");
-    println!("| clean shutdown | {stop:.1} s |");
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(Figures {
+        rate: acked as f64 / elapsed,
+        requests: latencies.len(),
+        failures: failures.load(Ordering::Relaxed),
+        latencies,
+        peak_rss,
+        max_lag,
+        drain,
+        stop,
+    })
 }
 
 pub(crate) fn free_port() -> Result<u16> {
@@ -173,7 +224,7 @@ pub(crate) fn free_port() -> Result<u16> {
 /// written side by side).
 pub(crate) const QUIET_LOG: &str = "warn,deltalake_core::kernel::transaction=error";
 
-fn request_bodies(batch_size: usize) -> Vec<Bytes> {
+fn request_bodies(batch_size: usize, format: WireFormat) -> Result<Vec<Bytes>> {
     let generator = Generator::new(GeneratorConfig {
         seed: 7,
         users: 20_000,
@@ -184,9 +235,10 @@ fn request_bodies(batch_size: usize) -> Vec<Bytes> {
     messages
         .chunks(batch_size.max(1))
         .map(|chunk| {
-            Bytes::from(
-                serde_json::to_vec(&serde_json::json!({ "batch": chunk })).unwrap_or_default(),
-            )
+            format
+                .encode_batch(chunk, None)
+                .map(Bytes::from)
+                .map_err(CliError::runtime)
         })
         .collect()
 }

@@ -29,6 +29,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         .iter()
         .find_map(|s| Some((s.name.clone(), s.write_key()?.to_string())))
         .ok_or_else(|| CliError::Usage("the demo needs an http source".into()))?;
+    let backend_log = add_backend_log(&mut config)?;
+    let partner_drops = add_partner_feed(&mut config)?;
     let shop_db = match &args.postgres {
         Some(url) => {
             let pool = super::demo_shop_db::prepare(url, &mut config, args.seed).await?;
@@ -55,6 +57,20 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         println!(
             "  database:   {url}, schema strata_demo (source `{}`): silver.accounts, silver.products, silver.orders",
             super::demo_shop_db::SOURCE
+        );
+    }
+    if let Some(path) = &backend_log {
+        println!(
+            "  backend:    {} (source `{BACKEND_SOURCE}`, kind log_file): the shop backend logs each order here",
+            path.display()
+        );
+    }
+    if let Some(drops) = &partner_drops {
+        let start = (Utc::now() - chrono::Duration::days(args.days as i64)).date_naive();
+        write_ad_spend(drops, start, args.seed)?;
+        println!(
+            "  partner:    {} (source `{PARTNER_SOURCE}`, kind file): daily ad spend CSVs, in bronze.feed_ad_spend",
+            drops.display()
         );
     }
     println!("Press Ctrl-C to stop.");
@@ -120,8 +136,28 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         };
         shops.push(generator);
         let progress = indicatif::ProgressBar::hidden();
+        // Orders are confirmed by the shop's backend, which logs them to a
+        // file Strata tails: the same messages by another source.
+        let mut backend = backend_log.and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        });
+        let live = merge_by_send_time(shops).filter(move |g| {
+            let Some(file) = &mut backend else {
+                return true;
+            };
+            if g.message["event"] != "Order Completed" {
+                return true;
+            }
+            let mut line = g.message.to_string();
+            line.push('\n');
+            std::io::Write::write_all(file, line.as_bytes()).is_err()
+        });
         if let Err(e) = poster
-            .send_all(merge_by_send_time(shops), 0, 100, Pacing::Live, &progress)
+            .send_all(live, 0, 100, Pacing::Live, &progress)
             .await
         {
             eprintln!("demo traffic stopped: {e}");
@@ -133,6 +169,84 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         changes.abort();
     }
     result
+}
+
+const BACKEND_SOURCE: &str = "backend";
+
+/// A `log_file` source for the shop backend's order log, unless the config
+/// has a source of that name already.
+fn add_backend_log(config: &mut strata_core::Config) -> Result<Option<std::path::PathBuf>> {
+    if config.sources.iter().any(|s| s.name == BACKEND_SOURCE) {
+        return Ok(None);
+    }
+    let dir = config.data_dir.join("demo");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("backend-orders.log");
+    let mut options = toml::Table::new();
+    options.insert("path".into(), toml::Value::String(path.display().to_string()));
+    config.sources.push(strata_core::config::SourceConfig {
+        name: BACKEND_SOURCE.into(),
+        kind: "log_file".into(),
+        options,
+    });
+    Ok(Some(path))
+}
+
+const PARTNER_SOURCE: &str = "ad_partner";
+const CAMPAIGNS: [&str; 4] = ["google-search", "newsletter", "instagram", "tiktok"];
+
+/// A `file` source for an ad partner's daily spend exports, unless the
+/// config has a source of that name already.
+fn add_partner_feed(config: &mut strata_core::Config) -> Result<Option<std::path::PathBuf>> {
+    if config.sources.iter().any(|s| s.name == PARTNER_SOURCE) {
+        return Ok(None);
+    }
+    let dir = config.data_dir.join("demo").join("ad-spend");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+    let mut options = toml::Table::new();
+    options.insert("path".into(), toml::Value::String(dir.display().to_string()));
+    options.insert("format".into(), "csv".into());
+    options.insert("table".into(), "ad_spend".into());
+    config.sources.push(strata_core::config::SourceConfig {
+        name: PARTNER_SOURCE.into(),
+        kind: "file".into(),
+        options,
+    });
+    Ok(Some(dir))
+}
+
+/// One CSV per day from `start` to yesterday, as the partner drops them:
+/// written under a `.tmp` name and renamed, so the feed never reads half.
+fn write_ad_spend(dir: &std::path::Path, start: chrono::NaiveDate, seed: u64) -> Result<()> {
+    let today = Utc::now().date_naive();
+    let mut day = start;
+    while day < today {
+        let name = format!("ad_spend_{day}.csv");
+        let path = dir.join(&name);
+        if !path.exists() {
+            let mut text = String::from("date,campaign,impressions,clicks,spend_usd\n");
+            for (i, campaign) in CAMPAIGNS.iter().enumerate() {
+                // A small deterministic spread per day and campaign.
+                let k = (day.to_epoch_days() as u64)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed)
+                    .wrapping_add(i as u64 * 97)
+                    % 1_000;
+                let impressions = 20_000 + k * 37;
+                let clicks = impressions / (40 + (k % 30));
+                let spend = clicks as f64 * (0.4 + (k % 50) as f64 / 100.0);
+                text.push_str(&format!("{day},{campaign},{impressions},{clicks},{spend:.2}\n"));
+            }
+            let tmp = dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        }
+        day = day.succ_opt().unwrap_or(today);
+    }
+    Ok(())
 }
 
 /// Merges generators that are each ordered by send time into one such stream.

@@ -8,6 +8,8 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use strata_generate::{Generated, Generator, GeneratorConfig};
+use strata_wire::WireFormat;
+use strata_wire::avro::MessageFileWriter;
 
 use crate::cli::GenerateArgs;
 use crate::error::{CliError, Result};
@@ -24,10 +26,10 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
         ..GeneratorConfig::default()
     });
     match (&args.out, &args.target) {
-        (Some(path), None) => write_ndjson(generator, path),
+        (Some(path), None) => write_file(generator, path, args.format, args.batch_size),
         (None, Some(target)) => {
             let key = args.write_key.clone().unwrap_or_default();
-            let poster = Poster::new(target, &key)?;
+            let poster = Poster::new(target, &key)?.with_format(args.format);
             let progress = progress_bar();
             let stats = poster
                 .send_all(
@@ -51,7 +53,14 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
     }
 }
 
-fn write_ndjson(generator: Generator, path: &std::path::Path) -> Result<()> {
+/// NDJSON; length-delimited `strata.v1.Batch` messages of `batch_size`
+/// messages each; or one Avro container file.
+fn write_file(
+    generator: Generator,
+    path: &std::path::Path,
+    format: WireFormat,
+    batch_size: usize,
+) -> Result<()> {
     let sink: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -62,18 +71,53 @@ fn write_ndjson(generator: Generator, path: &std::path::Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(sink);
     let progress = progress_bar();
     let mut count = 0u64;
-    for Generated { message, .. } in generator {
-        serde_json::to_writer(&mut out, &message).map_err(CliError::runtime)?;
-        out.write_all(b"\n").map_err(CliError::runtime)?;
-        count += 1;
-        if count % 10_000 == 0 {
-            progress.set_position(count);
+    let tick = |count: &mut u64| {
+        *count += 1;
+        if *count % 10_000 == 0 {
+            progress.set_position(*count);
+        }
+    };
+    match format {
+        WireFormat::Avro => {
+            let mut avro = MessageFileWriter::new(&mut out);
+            for Generated { message, .. } in generator {
+                avro.append(&message).map_err(CliError::runtime)?;
+                tick(&mut count);
+            }
+            avro.finish().map_err(CliError::runtime)?;
+        }
+        WireFormat::Protobuf => {
+            let mut pending = Vec::new();
+            for Generated { message, .. } in generator {
+                pending.push(message);
+                if pending.len() >= batch_size.max(1) {
+                    write_protobuf(&mut out, &pending)?;
+                    pending.clear();
+                }
+                tick(&mut count);
+            }
+            if !pending.is_empty() {
+                write_protobuf(&mut out, &pending)?;
+            }
+        }
+        WireFormat::Json => {
+            for Generated { message, .. } in generator {
+                serde_json::to_writer(&mut out, &message).map_err(CliError::runtime)?;
+                out.write_all(b"\n").map_err(CliError::runtime)?;
+                tick(&mut count);
+            }
         }
     }
     out.flush().map_err(CliError::runtime)?;
     progress.finish_and_clear();
     eprintln!("wrote {count} messages to {}", path.display());
     Ok(())
+}
+
+fn write_protobuf(out: &mut impl Write, messages: &[Value]) -> Result<()> {
+    let framed =
+        strata_wire::protobuf::encode_batch_delimited(messages).map_err(CliError::runtime)?;
+    out.write_all(&framed).map_err(CliError::runtime)
 }
 
 pub fn progress_bar() -> ProgressBar {
@@ -101,6 +145,7 @@ pub struct Poster {
     client: reqwest::Client,
     url: String,
     auth: String,
+    format: WireFormat,
 }
 
 impl Poster {
@@ -118,18 +163,27 @@ impl Poster {
             client,
             url: format!("{}/v1/batch", target.trim_end_matches('/')),
             auth,
+            format: WireFormat::Json,
         })
     }
 
+    /// Sends batches in this wire format.
+    pub fn with_format(mut self, format: WireFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     pub async fn post(&self, messages: Vec<Value>) -> Result<(u64, u64)> {
-        let body = serde_json::to_vec(&serde_json::json!({ "batch": messages }))
+        let body = self
+            .format
+            .encode_batch(&messages, None)
             .map_err(CliError::runtime)?;
         let mut delay = Duration::from_millis(50);
         for _ in 0..20 {
             let response = self
                 .client
                 .post(&self.url)
-                .header("content-type", "application/json")
+                .header("content-type", self.format.content_type())
                 .header("authorization", &self.auth)
                 .body(body.clone())
                 .send()

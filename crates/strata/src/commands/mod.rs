@@ -5,6 +5,7 @@ pub mod bench_attacks;
 pub mod bench_batch;
 pub mod bench_cdc;
 pub mod bench_chaos;
+pub mod bench_feeds;
 pub mod bench_scheduler;
 pub mod bench_stream;
 pub mod chaos_checks;

@@ -180,6 +180,7 @@ impl Env {
             producer: Producer::new(self.log.clone()),
             lake: self.lake.clone(),
             state_dir: self.state_dir(),
+            limits: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! test has a database of its own, and the expected rows are written out.
 
 mod faults;
-mod harness;
+pub mod harness;
 
 use harness::*;
 
