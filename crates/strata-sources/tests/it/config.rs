@@ -25,7 +25,7 @@ fn an_unknown_kind_names_the_known_ones() {
     let err = check("[[sources]]\nname = \"db\"\nkind = \"mysql_cdc\"\n").unwrap_err();
     assert_eq!(
         err,
-        "source \"db\" has unknown kind \"mysql_cdc\"; the kinds are http, postgres_cdc"
+        "source \"db\" has unknown kind \"mysql_cdc\"; the kinds are http, postgres_cdc, log_file, file"
     );
 }
 
