@@ -3,7 +3,7 @@
 //
 // Starts `strata demo` on a free loopback port with a fresh data dir, queues a backfill
 // through the admin API, waits until every dashboard endpoint has data, then opens `/` in
-// Chromium and checks that all ten panels load, that their key figures are numbers, and
+// Chromium and checks that all eleven panels load, that their key figures are numbers, and
 // that the page logs no error and has no failed request. Saves a full-page screenshot.
 //
 //   STRATA_BIN=target/debug/strata node tests/browser/dashboard.mjs
@@ -32,7 +32,7 @@ const PANELS_MS = 120_000;
 const STOP_GRACE_MS = 30_000;
 
 const PANELS = ['realtime-summary', 'realtime-events', 'active-users', 'retention', 'funnels',
-  'experiments', 'sessions', 'runs', 'tables', 'quarantine'];
+  'experiments', 'sessions', 'runs', 'tables', 'quarantine', 'sources'];
 const METRICS = {
   'realtime-summary': ['active_5m', 'active_today', 'behind_seconds', 'too_late', 'events_last_hour'],
   'active-users': ['dau', 'wau', 'mau', 'new_users'],
@@ -253,7 +253,7 @@ async function checkPage(base, screenshotDir) {
     if (bad.length) {
       fail(`panels not ok after ${PANELS_MS / 1000} s:\n${bad.map((s) => `  ${s.name}: ${s.state}: ${s.message}`).join('\n')}`);
     }
-    log('all ten panels are ok');
+    log('all eleven panels are ok');
 
     const figures = await page.evaluate((metrics) => Object.fromEntries(Object.entries(metrics).map(([panel, keys]) => [
       panel, Object.fromEntries(keys.map((k) => [k, [...document.querySelectorAll(
@@ -279,6 +279,22 @@ async function checkPage(base, screenshotDir) {
     if (!['ok', 'late'].includes(counts.freshness)) errors.push(`realtime-summary: freshness badge is ${counts.freshness}`);
     if (errors.length) fail(`wrong figures:\n  ${errors.join('\n  ')}`);
     log(`figures: ${JSON.stringify(figures)}`);
+
+    // Every kind of source the demo runs (the tracking API, the backend's order log, the
+    // ad partner's CSV drops) shows rows it landed. The panel refreshes with the page.
+    const sourceRows = () => page.evaluate(() => [...document.querySelectorAll('[data-panel="sources"] tr[data-source]')]
+      .map((tr) => ({ name: tr.dataset.source, kind: tr.children[1].textContent.trim(), rows: tr.children[3].textContent.trim() })));
+    const sourcesDeadline = Date.now() + PANELS_MS;
+    let shown = await sourceRows();
+    const landedAll = (rows) => ['http', 'log_file', 'file'].every((kind) =>
+      rows.some((r) => r.kind === kind && parseFigure(r.rows) > 0));
+    while (!landedAll(shown) && Date.now() < sourcesDeadline) {
+      await page.click('#refresh');
+      await sleep(3000);
+      shown = await sourceRows();
+    }
+    if (!landedAll(shown)) fail(`sources: not every kind shows landed rows: ${JSON.stringify(shown)}`);
+    log(`sources: ${JSON.stringify(shown)}`);
     log(`retention cohorts ${counts.retentionRows}, experiment variants ${counts.variants}, freshness ${counts.freshness}`);
 
     await mkdir(screenshotDir, { recursive: true });

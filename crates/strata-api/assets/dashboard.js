@@ -460,7 +460,7 @@
   const layerOf = (t) => String(t).split('.')[0];
   const shortName = (t) => String(t).split('.').slice(1).join('.') || String(t);
   const layerPill = (t) => `<span class="pill ${esc(layerOf(t))}">${esc(layerOf(t))}</span>`;
-  function loadPipeline() { load('pipeline', '/api/pipeline', ['runs', 'tables', 'quarantine'], renderPipeline); }
+  function loadPipeline() { load('pipeline', '/api/pipeline', ['runs', 'tables', 'quarantine', 'sources'], renderPipeline); }
   function renderPipeline(b) {
     const runs = b.runs || {};
     const models = runs.models || [];
@@ -508,6 +508,18 @@
         `<td class="num"${t.rows == null ? ' title="no row statistics in the Delta log"' : ''}>${fmtInt(t.rows)}</td></tr>`).join('');
       return '<div class="scroll"><table class="data"><thead><tr><th>Table</th><th class="num" title="time since its last commit">Freshness</th>' +
         `<th class="num">Version</th><th class="num">Files</th><th class="num">Rows</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+    });
+
+    const sources = b.sources || [];
+    if (!sources.length) show('sources', 'empty', 'No source is configured.');
+    else draw('sources', () => {
+      setSub('sources', 'landed since yesterday');
+      const rows = sources.map((s) => `<tr data-source="${esc(s.name)}"><td>${esc(s.name)}</td><td class="mono">${esc(s.kind)}</td>` +
+        `<td>${layerPill(s.lands_in)} ${esc(shortName(s.lands_in))}</td>` +
+        `<td class="num">${s.rows_since_yesterday == null ? '<span class="muted">no table yet</span>' : fmtInt(s.rows_since_yesterday)}</td>` +
+        `<td title="${esc(fmtStamp(s.last_received_at))}">${s.last_received_at ? esc(fmtAgo(s.last_received_at)) : '—'}</td></tr>`).join('');
+      return '<div class="scroll"><table class="data"><thead><tr><th>Source</th><th>Kind</th><th>Lands in</th>' +
+        `<th class="num">Rows</th><th>Last row</th></tr></thead><tbody>${rows}</tbody></table></div>`;
     });
 
     draw('quarantine', () => {

@@ -45,6 +45,7 @@ struct Inner {
     sessions: Cached<sessions::Sessions>,
     quarantine: Cached<pipeline::Quarantine>,
     tables: pipeline::Tables,
+    sources: panels::sources::Sources,
     /// `POST /api/sql` calls running at once (`sql.max_concurrent_queries`).
     sql_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -96,6 +97,7 @@ impl ApiBuilder {
                 sessions: Cached::default(),
                 quarantine: Cached::default(),
                 tables: pipeline::Tables::default(),
+                sources: panels::sources::Sources::default(),
                 sql_slots,
             }),
         }

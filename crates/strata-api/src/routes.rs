@@ -133,6 +133,11 @@ async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
     let too_late = pipeline::TooLate {
         realtime: api.inner.realtime.as_ref().map(|handle| handle.too_late()),
     };
+    let sources = api
+        .inner
+        .sources
+        .list(&api.inner.config, &api.inner.lake)
+        .await;
     Ok(Json(pipeline::Pipeline {
         generated_at: chrono::DateTime::<chrono::Utc>::from(now)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -140,6 +145,7 @@ async fn pipeline(State(api): State<Api>) -> Result<Json<pipeline::Pipeline>> {
         tables,
         quarantine,
         too_late,
+        sources: (*sources).clone(),
     }))
 }
 

@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod realtime;
 pub mod retention;
 pub mod sessions;
+pub mod sources;
 
 use chrono::NaiveDate;
 use serde::Serialize;

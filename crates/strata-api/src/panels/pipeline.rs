@@ -1,5 +1,6 @@
 //! `GET /api/pipeline`: model runs by state, each table's freshness,
-//! quarantine counts by reason and too-late counts.
+//! quarantine counts by reason, too-late counts, and the sources
+//! ([`super::sources`]).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -258,4 +259,6 @@ pub struct Pipeline {
     pub tables: Vec<TableInfo>,
     pub quarantine: Quarantine,
     pub too_late: TooLate,
+    /// Each configured source and what it landed in the last day.
+    pub sources: Vec<super::sources::SourceActivity>,
 }

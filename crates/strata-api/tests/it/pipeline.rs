@@ -125,3 +125,92 @@ async fn pipeline_health_shows_runs_tables_and_quarantine() {
     assert_eq!(status, 404);
     assert!(unknown["error"].as_str().unwrap().contains("gold.nope"));
 }
+
+fn landed_event(id: &str, source: &str, received_at: i64) -> strata_core::BronzeEvent {
+    strata_core::BronzeEvent {
+        event_id: id.into(),
+        id_generated: false,
+        event_type: strata_core::EventType::Track,
+        event_name: "Order Completed".into(),
+        user_id: Some("u1".into()),
+        anonymous_id: None,
+        event_ts: received_at,
+        ts_clamped: false,
+        sent_at: None,
+        received_at,
+        source: source.into(),
+        properties: None,
+        context: None,
+        traits: None,
+    }
+}
+
+#[tokio::test]
+async fn each_source_shows_what_it_landed_since_yesterday() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = 3_600_000_000i64;
+    let api = crate::support::serve_configured(
+        false,
+        |config| {
+            let mut backend = toml::Table::new();
+            backend.insert("path".into(), "/var/log/app.log".into());
+            let mut partner = toml::Table::new();
+            partner.insert("path".into(), "/data/drops".into());
+            partner.insert("format".into(), "csv".into());
+            partner.insert("table".into(), "ad_spend".into());
+            config.sources = vec![
+                strata_core::config::SourceConfig::http("web", "wk_web"),
+                strata_core::config::SourceConfig {
+                    name: "backend".into(),
+                    kind: "log_file".into(),
+                    options: backend,
+                },
+                strata_core::config::SourceConfig {
+                    name: "partner".into(),
+                    kind: "file".into(),
+                    options: partner,
+                },
+            ];
+        },
+        async move |lake: &Lake| {
+            strata_lake::bronze::append_events(
+                lake,
+                [
+                    (0, 0, landed_event("e1", "web", now - hour)),
+                    (0, 1, landed_event("e2", "web", now - 2 * hour)),
+                    (1, 0, landed_event("e3", "backend", now - hour)),
+                    // Three days ago: not since yesterday.
+                    (1, 1, landed_event("e4", "backend", now - 72 * hour)),
+                ],
+            )
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+    let (status, body) = api.get("/api/pipeline").await;
+    assert_eq!(status, 200, "{body}");
+    let sources = body["sources"].as_array().unwrap();
+    let shown: Vec<(Value, Value, Value, Value)> = sources
+        .iter()
+        .map(|s| {
+            (
+                s["name"].clone(),
+                s["kind"].clone(),
+                s["lands_in"].clone(),
+                s["rows_since_yesterday"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (json!("web"), json!("http"), json!("bronze.events"), json!(2)),
+            (json!("backend"), json!("log_file"), json!("bronze.events"), json!(1)),
+            (json!("partner"), json!("file"), json!("bronze.feed_ad_spend"), Value::Null),
+        ]
+    );
+    let newest = sources[0]["last_received_at"].as_str().unwrap();
+    let expected = strata_batch::dates::format_micros(now - hour);
+    assert_eq!(newest, expected);
+}

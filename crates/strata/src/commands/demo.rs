@@ -90,6 +90,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
     };
     let generator = shop(args.seed);
     let poster = Poster::new(&url, &write_key)?;
+    let live_backend = backend_log.clone();
     let traffic = tokio::spawn(async move {
         let started = Utc::now();
         // The other shops skip their history on another thread meanwhile.
@@ -104,7 +105,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         });
         // History goes in once per data dir; a restarted demo resumes live.
         let mut generator = generator.peekable();
-        let history = std::iter::from_fn(|| generator.next_if(|g| g.send_at <= started));
+        let mut history_backend = BackendLog::open(backend_log.as_deref());
+        let history = std::iter::from_fn(|| generator.next_if(|g| g.send_at <= started))
+            .filter(|g| !history_backend.takes(g));
         if !history_loaded {
             let progress = indicatif::ProgressBar::hidden();
             match poster
@@ -136,26 +139,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         };
         shops.push(generator);
         let progress = indicatif::ProgressBar::hidden();
-        // Orders are confirmed by the shop's backend, which logs them to a
-        // file Strata tails: the same messages by another source.
-        let mut backend = backend_log.and_then(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok()
-        });
-        let live = merge_by_send_time(shops).filter(move |g| {
-            let Some(file) = &mut backend else {
-                return true;
-            };
-            if g.message["event"] != "Order Completed" {
-                return true;
-            }
-            let mut line = g.message.to_string();
-            line.push('\n');
-            std::io::Write::write_all(file, line.as_bytes()).is_err()
-        });
+        let mut backend = BackendLog::open(live_backend.as_deref());
+        let live = merge_by_send_time(shops).filter(move |g| !backend.takes(g));
         if let Err(e) = poster
             .send_all(live, 0, 100, Pacing::Live, &progress)
             .await
@@ -172,6 +157,45 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
 }
 
 const BACKEND_SOURCE: &str = "backend";
+
+/// The shop backend's order log: orders are confirmed by the backend, which
+/// logs each as a line the `backend` source tails, instead of the client
+/// sending it. The same messages by another source, so every metric stays.
+struct BackendLog {
+    file: Option<std::fs::File>,
+}
+
+impl BackendLog {
+    fn open(path: Option<&std::path::Path>) -> Self {
+        let file = path.and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        });
+        Self { file }
+    }
+
+    /// Logs `g` when it is an order; true when it did.
+    fn takes(&mut self, g: &strata_generate::Generated) -> bool {
+        let Some(file) = &mut self.file else {
+            return false;
+        };
+        if g.message["event"] != "Order Completed" {
+            return false;
+        }
+        // A backend logs with its own clock: `timestamp` is the event time,
+        // and there is no client `sentAt` to correct it by.
+        let mut message = g.message.clone();
+        if let Some(object) = message.as_object_mut() {
+            object.remove("sentAt");
+        }
+        let mut line = message.to_string();
+        line.push('\n');
+        std::io::Write::write_all(file, line.as_bytes()).is_ok()
+    }
+}
 
 /// A `log_file` source for the shop backend's order log, unless the config
 /// has a source of that name already.
