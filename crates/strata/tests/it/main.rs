@@ -14,3 +14,4 @@ mod process;
 mod realtime;
 mod scheduler;
 mod small_disk;
+mod sources;
