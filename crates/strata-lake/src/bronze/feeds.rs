@@ -24,7 +24,7 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use strata_core::event::FeedChunk;
+use strata_core::event::{FeedChunk, QuarantineRecord};
 use strata_core::feed::{ColumnType, FeedSchema};
 
 use super::sink::app_id;
@@ -137,8 +137,8 @@ impl FeedSink {
 }
 
 /// A chunk whose rows do not decode, kept whole in the quarantine.
-pub(super) fn undecodable(chunk: &FeedChunk, why: &str) -> strata_core::event::QuarantineRecord {
-    strata_core::event::QuarantineRecord {
+fn undecodable(chunk: &FeedChunk, why: &str) -> QuarantineRecord {
+    QuarantineRecord {
         received_at: chunk.received_at,
         source: chunk.source.clone(),
         reason: strata_core::event::RejectReason::FeedBadRow,
@@ -185,13 +185,15 @@ fn table_schema(schema: &FeedSchema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The rows of one feed table's chunks as one batch, typed by the widest
-/// schema among them (schemas only gain columns); and the chunks whose rows
-/// do not decode, with why (the source checked every value, so only a chunk
-/// written by an incompatible version can be one).
-pub(super) fn chunks_batch(
-    chunks: &[(u32, u64, FeedChunk)],
-) -> Result<(Option<RecordBatch>, Vec<(usize, String)>)> {
+/// The rows of one feed table's chunks as batches typed by the widest
+/// schema among them (schemas only gain columns); and the quarantine rows
+/// of chunks whose rows do not decode (the source checked every value, so
+/// only a chunk written by an incompatible version can be one). Each
+/// chunk's text is dropped once decoded: a micro-batch of feed rows is held
+/// once as text and once as Arrow at most, not more.
+pub(super) fn chunks_batches(
+    chunks: Vec<(u32, u64, FeedChunk)>,
+) -> Result<(Vec<RecordBatch>, Vec<(u32, u64, QuarantineRecord)>)> {
     let schema = chunks
         .iter()
         .filter_map(|(_, _, c)| FeedSchema::from_json(&c.schema))
@@ -208,7 +210,7 @@ pub(super) fn chunks_batch(
 
     let mut parts: Vec<RecordBatch> = Vec::new();
     let mut failed = Vec::new();
-    for (index, (partition, offset, chunk)) in chunks.iter().enumerate() {
+    for (partition, offset, mut chunk) in chunks {
         if chunk.rows.is_empty() {
             continue;
         }
@@ -219,10 +221,11 @@ pub(super) fn chunks_batch(
         let decoded = match decoded {
             Ok(decoded) => decoded,
             Err(e) => {
-                failed.push((index, e.to_string()));
+                failed.push((partition, offset, undecodable(&chunk, &e.to_string())));
                 continue;
             }
         };
+        chunk.rows = String::new();
         for batch in decoded {
             let n = batch.num_rows();
             let mut file = StringBuilder::with_capacity(n, n * chunk.file.len());
@@ -237,8 +240,8 @@ pub(super) fn chunks_batch(
                 sha.append_value(&chunk.sha256);
                 received.append_value(chunk.received_at);
                 date.append_value(chunk.received_at.div_euclid(MICROS_PER_DAY) as i32);
-                log_partition.append_value(*partition as i32);
-                log_offset.append_value(*offset as i64);
+                log_partition.append_value(partition as i32);
+                log_offset.append_value(offset as i64);
             }
             let columns = batch.columns();
             let rows = columns[columns.len() - 1].clone();
@@ -253,9 +256,5 @@ pub(super) fn chunks_batch(
             parts.push(RecordBatch::try_new(full.clone(), out)?);
         }
     }
-    if parts.is_empty() {
-        return Ok((None, failed));
-    }
-    let batch = deltalake::arrow::compute::concat_batches(&full, &parts)?;
-    Ok((Some(batch), failed))
+    Ok((parts, failed))
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::protocol::SaveMode;
 use strata_core::config::LoaderConfig;
 use strata_core::event::{BronzeEvent, FeedChunk};
@@ -273,12 +274,11 @@ impl BronzeLoader {
         // Feed tables first: a table that may not exist yet can hold
         // nothing the others have moved past.
         for (name, chunks) in feed_chunks {
-            let (batch, undecodable) = feeds::chunks_batch(&chunks)?;
+            let (parts, undecodable) = feeds::chunks_batches(chunks)?;
             if !undecodable.is_empty() {
                 let mut kept = Rows::default();
-                for (index, why) in undecodable {
-                    let (partition, offset, chunk) = &chunks[index];
-                    kept.push_quarantine(*partition, *offset, feeds::undecodable(chunk, &why));
+                for (partition, offset, record) in undecodable {
+                    kept.push_quarantine(partition, offset, record);
                 }
                 batches
                     .entry(Table::Quarantine)
@@ -286,12 +286,14 @@ impl BronzeLoader {
                     .push(kept.batch(Table::Quarantine)?);
             }
             // Chunks of bad rows only: nothing for the feed table.
-            let Some(batch) = batch else { continue };
-            stats.feed_rows += batch.num_rows();
+            if parts.is_empty() {
+                continue;
+            }
+            stats.feed_rows += parts.iter().map(RecordBatch::num_rows).sum::<usize>();
             let lake = self.lake.clone();
             let sink = self.feed_sink(&name).await?;
             let table_ends = advancing(&ends, &sink.committed);
-            sink.append(&lake, vec![batch], &table_ends).await?;
+            sink.append(&lake, parts, &table_ends).await?;
         }
         let no_sources = HashMap::new();
         for table in Table::ALL {
