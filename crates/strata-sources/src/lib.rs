@@ -28,7 +28,12 @@ pub use http::Collector;
 pub use producer::{Outbox, Producer};
 
 /// The source kinds Strata knows: adding one is a module and a line here.
-pub const KINDS: &[Kind] = &[http::KIND, postgres_cdc::KIND, log_file::KIND, file_feed::KIND];
+pub const KINDS: &[Kind] = &[
+    http::KIND,
+    postgres_cdc::KIND,
+    log_file::KIND,
+    file_feed::KIND,
+];
 
 /// One kind of source: how its `[[sources]]` entry is checked, and how its
 /// runtime is built.

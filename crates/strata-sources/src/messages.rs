@@ -27,9 +27,9 @@ impl MessageRules {
         Self {
             max_message: limits.max_message_bytes,
             context_bytes: 0,
-            oldest_event_ts: received_at
-                .timestamp_micros()
-                .saturating_sub(i64::try_from(limits.max_event_age.as_micros()).unwrap_or(i64::MAX)),
+            oldest_event_ts: received_at.timestamp_micros().saturating_sub(
+                i64::try_from(limits.max_event_age.as_micros()).unwrap_or(i64::MAX),
+            ),
             max_age: limits.max_event_age,
         }
     }

@@ -81,7 +81,11 @@ pub fn decode_batch(bytes: &[u8]) -> Result<String> {
         out.close();
     }
     let mut top = body.top();
-    let text = |key: &str| metadata.get(key).map(|v| String::from_utf8_lossy(v).into_owned());
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
     if let Some(context) = text(CONTEXT_METADATA) {
         top.json_text("context", &context);
     }
@@ -177,7 +181,10 @@ fn to_record(json: &Value) -> Result<Avro> {
         fields.push((name.to_string(), value));
     }
     for name in ["properties", "context", "traits"] {
-        let text = object.get(name).filter(|v| !v.is_null()).map(Value::to_string);
+        let text = object
+            .get(name)
+            .filter(|v| !v.is_null())
+            .map(Value::to_string);
         fields.push((name.to_string(), optional(text)));
     }
     Ok(Avro::Record(fields))

@@ -98,7 +98,9 @@ fn value_to_json(value: &prost_types::Value) -> Value {
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::NumberValue(n)) => number(*n),
         Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_to_json).collect()),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
     }
 }
 

@@ -132,11 +132,18 @@ async fn landed(lake: &Lake, table: &str, per_source: bool) -> Result<Option<Lan
     for batch in &batches {
         let source = strings(batch, "source")?;
         let last = micros(batch, "last")?;
-        let Some(rows) = batch.column_by_name("rows").and_then(|c| c.as_any().downcast_ref::<Int64Array>()) else {
+        let Some(rows) = batch
+            .column_by_name("rows")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        else {
             continue;
         };
         for i in 0..batch.num_rows() {
-            let name = if source.is_null(i) { "" } else { source.value(i) };
+            let name = if source.is_null(i) {
+                ""
+            } else {
+                source.value(i)
+            };
             let newest = (!last.is_null(i)).then(|| last.value(i));
             out.insert(name.to_string(), (rows.value(i) as u64, newest));
         }

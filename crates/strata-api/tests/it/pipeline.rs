@@ -205,9 +205,24 @@ async fn each_source_shows_what_it_landed_since_yesterday() {
     assert_eq!(
         shown,
         vec![
-            (json!("web"), json!("http"), json!("bronze.events"), json!(2)),
-            (json!("backend"), json!("log_file"), json!("bronze.events"), json!(1)),
-            (json!("partner"), json!("file"), json!("bronze.feed_ad_spend"), Value::Null),
+            (
+                json!("web"),
+                json!("http"),
+                json!("bronze.events"),
+                json!(2)
+            ),
+            (
+                json!("backend"),
+                json!("log_file"),
+                json!("bronze.events"),
+                json!(1)
+            ),
+            (
+                json!("partner"),
+                json!("file"),
+                json!("bronze.feed_ad_spend"),
+                Value::Null
+            ),
         ]
     );
     let newest = sources[0]["last_received_at"].as_str().unwrap();

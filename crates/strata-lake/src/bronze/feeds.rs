@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
-    ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::json::ReaderBuilder;
@@ -150,6 +149,9 @@ fn undecodable(chunk: &FeedChunk, why: &str) -> QuarantineRecord {
     }
 }
 
+/// A quarantine row and the log position it came from.
+pub(super) type Kept = (u32, u64, QuarantineRecord);
+
 fn arrow_type(t: ColumnType) -> DataType {
     match t {
         ColumnType::String => DataType::Utf8,
@@ -193,7 +195,7 @@ fn table_schema(schema: &FeedSchema) -> SchemaRef {
 /// once as text and once as Arrow at most, not more.
 pub(super) fn chunks_batches(
     chunks: Vec<(u32, u64, FeedChunk)>,
-) -> Result<(Vec<RecordBatch>, Vec<(u32, u64, QuarantineRecord)>)> {
+) -> Result<(Vec<RecordBatch>, Vec<Kept>)> {
     let schema = chunks
         .iter()
         .filter_map(|(_, _, c)| FeedSchema::from_json(&c.schema))
@@ -230,8 +232,7 @@ pub(super) fn chunks_batches(
             let n = batch.num_rows();
             let mut file = StringBuilder::with_capacity(n, n * chunk.file.len());
             let mut sha = StringBuilder::with_capacity(n, n * 64);
-            let mut received =
-                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+            let mut received = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
             let mut date = Date32Builder::with_capacity(n);
             let mut log_partition = Int32Builder::with_capacity(n);
             let mut log_offset = Int64Builder::with_capacity(n);

@@ -27,8 +27,8 @@ use crate::error::{Error, Result};
 use crate::schema::BRONZE_EVENTS;
 use crate::table::Lake;
 
-pub use rows::{Decoded, Rows, Table};
 use feeds::FeedSink;
+pub use rows::{Decoded, Rows, Table};
 use sink::Sink;
 pub use sink::{ChangePositions, SourceMarks};
 
@@ -212,8 +212,7 @@ impl BronzeLoader {
                 if let Decoded::Feed(chunk) = record {
                     let name = feeds::table_name(&chunk.table);
                     let feed_new = entry.offset >= self.feed_sink(&name).await?.committed[p];
-                    let quarantine_new =
-                        entry.offset >= self.sink(Table::Quarantine).committed[p];
+                    let quarantine_new = entry.offset >= self.sink(Table::Quarantine).committed[p];
                     if !feed_new && !quarantine_new {
                         stats.skipped += 1;
                         continue;
@@ -228,10 +227,11 @@ impl BronzeLoader {
                         }
                     }
                     if feed_new {
-                        feed_chunks
-                            .entry(name)
-                            .or_default()
-                            .push((entry.partition, entry.offset, chunk));
+                        feed_chunks.entry(name).or_default().push((
+                            entry.partition,
+                            entry.offset,
+                            chunk,
+                        ));
                     }
                     continue;
                 }

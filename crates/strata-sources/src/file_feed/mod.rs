@@ -201,8 +201,10 @@ impl FileFeed {
         if let Some(schema) = &self.config.schema {
             self.state.columns = schema.columns.clone();
         }
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).ingested =
-            self.state.completed.len() as u64;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ingested = self.state.completed.len() as u64;
         while !*shutdown.borrow() {
             if let Err(e) = self.look(&shutdown).await {
                 tracing::warn!(source = %self.name, error = %e, "file feed: landing failed; resuming from its state");
@@ -218,10 +220,10 @@ impl FileFeed {
 
     /// Finishes a file a crash interrupted, then lands every settled file.
     async fn look(&mut self, shutdown: &watch::Receiver<bool>) -> Result<()> {
-        if let Some(progress) = self.state.in_progress.clone() {
-            if let Outcome::Interrupted = self.resume(progress, shutdown).await? {
-                return Ok(());
-            }
+        if let Some(progress) = self.state.in_progress.clone()
+            && let Outcome::Interrupted = self.resume(progress, shutdown).await?
+        {
+            return Ok(());
         }
         for (path, len, modified) in self.settled_files()? {
             if *shutdown.borrow() {
@@ -234,7 +236,10 @@ impl FileFeed {
                 if !same_file {
                     tracing::info!(source = %self.name, file = %name, landed_as = %done.file, "file feed: content landed before; skipped");
                     metrics::counter!("strata_feed_files_total", "source" => self.name.clone(), "outcome" => "skipped").increment(1);
-                    self.status.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .skipped += 1;
                 }
                 self.seen.insert(path, (len, modified, true));
                 continue;
@@ -247,7 +252,10 @@ impl FileFeed {
             };
             self.state.in_progress = Some(progress.clone());
             state::store(&self.state_path, &self.state)?;
-            match self.land(&path, &progress, 1, len, modified, shutdown).await? {
+            match self
+                .land(&path, &progress, 1, len, modified, shutdown)
+                .await?
+            {
                 Outcome::Landed => {
                     self.seen.insert(path, (len, modified, true));
                 }
@@ -271,7 +279,13 @@ impl FileFeed {
                 .and_then(|e| e.to_str())
                 .map(str::to_ascii_lowercase)
                 .unwrap_or_default();
-            if name.starts_with('.') || !self.config.format.extensions().contains(&extension.as_str()) {
+            if name.starts_with('.')
+                || !self
+                    .config
+                    .format
+                    .extensions()
+                    .contains(&extension.as_str())
+            {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
@@ -308,10 +322,7 @@ impl FileFeed {
     ) -> Result<Outcome> {
         let (end_row, last) = self.landed_so_far(&progress).await?;
         let path = self.config.dir.join(&progress.file);
-        let current = match hash_file(&path).await {
-            Ok(sha) if sha == progress.sha256 => true,
-            _ => false,
-        };
+        let current = matches!(hash_file(&path).await, Ok(sha) if sha == progress.sha256);
         let (len, modified) = stat(&path).unwrap_or((0, 0));
         if last || !current {
             if !last {
@@ -375,7 +386,10 @@ impl FileFeed {
             declared: self.config.schema.is_some(),
             resume_from,
         };
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).reading = Some(progress.file.clone());
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reading = Some(progress.file.clone());
         let (tx, mut rx) = mpsc::channel(2);
         let reader = tokio::task::spawn_blocking(move || read::read_file(job, tx));
         let (mut rows, mut bad) = (0u64, 0u64);
@@ -410,7 +424,10 @@ impl FileFeed {
         }
         drop(rx);
         let _ = reader.await;
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).reading = None;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reading = None;
         if !landed {
             return Ok(Outcome::Interrupted);
         }
@@ -440,7 +457,10 @@ impl FileFeed {
         self.state.in_progress = None;
         state::store(&self.state_path, &self.state)?;
         metrics::counter!("strata_feed_files_total", "source" => self.name.clone(), "outcome" => "landed").increment(1);
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).ingested += 1;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ingested += 1;
         Ok(())
     }
 }
@@ -518,7 +538,11 @@ impl Source for FileFeed {
     }
 
     fn positions(&self) -> Vec<(String, String)> {
-        let status = self.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = vec![
             ("files landed".into(), status.ingested.to_string()),
             ("files skipped".into(), status.skipped.to_string()),

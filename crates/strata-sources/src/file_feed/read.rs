@@ -49,7 +49,11 @@ pub fn read_file(job: FileJob, out: mpsc::Sender<Piece>) {
         Err(e) => {
             // The whole file is unreadable: one bad row says why.
             let _ = out.blocking_send(Piece::Columns(job.schema.clone(), Vec::new()));
-            chunks.bad(0, format!("the file cannot be read as {}: {e}", job.format.name()), "");
+            chunks.bad(
+                0,
+                format!("the file cannot be read as {}: {e}", job.format.name()),
+                "",
+            );
             let _ = out.blocking_send(Piece::Chunk(chunks.take(true)));
             return;
         }

@@ -97,9 +97,7 @@ pub fn fit_text(text: &str, column: ColumnType) -> Result<Value, String> {
         ColumnType::Date => parse_date(trimmed)
             .map(|d| Value::from(days(d)))
             .ok_or_else(bad),
-        ColumnType::Timestamp => parse_timestamp(trimmed)
-            .map(Value::from)
-            .ok_or_else(bad),
+        ColumnType::Timestamp => parse_timestamp(trimmed).map(Value::from).ok_or_else(bad),
     }
 }
 
@@ -127,7 +125,11 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -135,5 +137,8 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
         return Some(t.timestamp_micros());
     }
-    parse_date(text).map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_micros()))
+    parse_date(text).map(|d| {
+        d.and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_micros())
+    })
 }

@@ -196,8 +196,7 @@ async fn handle_inner(
                     "base64:{}",
                     base64::engine::general_purpose::STANDARD.encode(&raw)
                 );
-                return reject_request(collector, source, kept, received_at, reason, &detail)
-                    .await;
+                return reject_request(collector, source, kept, received_at, reason, &detail).await;
             }
         },
     };

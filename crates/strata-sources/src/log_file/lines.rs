@@ -11,9 +11,15 @@ const READ_CHUNK: usize = 1 << 20;
 /// One line, and the byte position just past its newline.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
-    Complete { text: Vec<u8>, end: u64 },
+    Complete {
+        text: Vec<u8>,
+        end: u64,
+    },
     /// Longer than the limit: its first `limit` bytes.
-    TooLong { prefix: Vec<u8>, end: u64 },
+    TooLong {
+        prefix: Vec<u8>,
+        end: u64,
+    },
 }
 
 impl Line {
@@ -125,7 +131,10 @@ impl LineReader {
                     text.pop();
                 }
                 self.pos += at as u64 + 1;
-                Some(Line::Complete { text, end: self.pos })
+                Some(Line::Complete {
+                    text,
+                    end: self.pos,
+                })
             }
             None if self.buffer.len() > self.limit => {
                 self.skipping = Some(self.buffer[..self.limit].to_vec());

@@ -56,7 +56,9 @@ pub struct LogFileConfig {
 pub const KIND: crate::Kind = crate::Kind {
     name: "log_file",
     check: |source| crate::parse_options::<LogFileConfig>(source).map(|_| ()),
-    build: Some(|source, context| Ok(Box::new(LogFileSource::new(source, context)?) as Box<dyn Source>)),
+    build: Some(|source, context| {
+        Ok(Box::new(LogFileSource::new(source, context)?) as Box<dyn Source>)
+    }),
 };
 
 /// How often the end of the file is looked at again.
@@ -106,7 +108,10 @@ impl LogFileSource {
     }
 
     fn config_error(&self, what: String) -> Error {
-        Error::Config(format!("source {:?} (kind \"log_file\"): {what}", self.name))
+        Error::Config(format!(
+            "source {:?} (kind \"log_file\"): {what}",
+            self.name
+        ))
     }
 
     async fn run_until(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
@@ -433,7 +438,9 @@ impl Source for LogFileSource {
             let dir = match self.path.parent() {
                 Some(dir) if dir.as_os_str().is_empty() => Path::new("."),
                 Some(dir) => dir,
-                None => return Err(self.config_error(format!("`path` {:?} names no file", self.path))),
+                None => {
+                    return Err(self.config_error(format!("`path` {:?} names no file", self.path)));
+                }
             };
             if !dir.is_dir() {
                 return Err(self.config_error(format!(
@@ -451,6 +458,9 @@ impl Source for LogFileSource {
     }
 
     fn positions(&self) -> Vec<(String, String)> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

@@ -139,8 +139,10 @@ async fn a_csv_with_quotes_newlines_a_bom_and_a_bad_row_lands_all_but_the_bad_ro
                2026-12-02,\"say \"\"hi\"\"\",0.25,\n";
     drop_file(&feed.drops(), "spend.csv", csv.as_bytes());
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_ad_spend", 3).await;
-    feed.wait_for("select count(*) from bronze.quarantine", 1).await;
+    feed.wait_for("select count(*) from bronze.feed_ad_spend", 3)
+        .await;
+    feed.wait_for("select count(*) from bronze.quarantine", 1)
+        .await;
     running.stop().await;
 
     let rows = feed
@@ -153,9 +155,33 @@ async fn a_csv_with_quotes_newlines_a_bom_and_a_bad_row_lands_all_but_the_bad_ro
     assert_eq!(
         rows,
         vec![
-            vec![json!("2026-12-01"), json!("Spring, sale"), json!(10.5), json!(3), json!("spend.csv"), json!(1), json!(sha)],
-            vec![json!("2026-12-01"), json!("two\nlines"), json!(7.0), json!(1), json!("spend.csv"), json!(2), json!(sha)],
-            vec![json!("2026-12-02"), json!("say \"hi\""), json!(0.25), Value::Null, json!("spend.csv"), json!(4), json!(sha)],
+            vec![
+                json!("2026-12-01"),
+                json!("Spring, sale"),
+                json!(10.5),
+                json!(3),
+                json!("spend.csv"),
+                json!(1),
+                json!(sha)
+            ],
+            vec![
+                json!("2026-12-01"),
+                json!("two\nlines"),
+                json!(7.0),
+                json!(1),
+                json!("spend.csv"),
+                json!(2),
+                json!(sha)
+            ],
+            vec![
+                json!("2026-12-02"),
+                json!("say \"hi\""),
+                json!(0.25),
+                Value::Null,
+                json!("spend.csv"),
+                json!(4),
+                json!(sha)
+            ],
         ]
     );
     let bad = feed
@@ -187,8 +213,10 @@ async fn a_declared_schema_types_the_rows_and_refuses_what_does_not_fit() {
                  {\"id\": 3, \"amount\": \"4.5\", \"paid_at\": \"2026-12-01 11:30:00\"}\n";
     drop_file(&feed.drops(), "payments.ndjson", lines.as_bytes());
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_payments", 2).await;
-    feed.wait_for("select count(*) from bronze.quarantine", 2).await;
+    feed.wait_for("select count(*) from bronze.feed_payments", 2)
+        .await;
+    feed.wait_for("select count(*) from bronze.quarantine", 2)
+        .await;
     running.stop().await;
     let rows = feed
         .rows("select id, amount, paid_at::varchar, _row from bronze.feed_payments order by id")
@@ -196,8 +224,18 @@ async fn a_declared_schema_types_the_rows_and_refuses_what_does_not_fit() {
     assert_eq!(
         rows,
         vec![
-            vec![json!(1), json!(9.99), json!("2026-12-01T10:00:00Z"), json!(1)],
-            vec![json!(3), json!(4.5), json!("2026-12-01T11:30:00Z"), json!(4)],
+            vec![
+                json!(1),
+                json!(9.99),
+                json!("2026-12-01T10:00:00Z"),
+                json!(1)
+            ],
+            vec![
+                json!(3),
+                json!(4.5),
+                json!("2026-12-01T11:30:00Z"),
+                json!(4)
+            ],
         ]
     );
     let details: Vec<Value> = feed
@@ -207,8 +245,20 @@ async fn a_declared_schema_types_the_rows_and_refuses_what_does_not_fit() {
         .map(|r| r[0].clone())
         .collect();
     assert_eq!(details.len(), 2);
-    assert!(details[0].as_str().unwrap().starts_with("payments.ndjson:2: column \"id\": \"two\" is not a long"), "{details:?}");
-    assert!(details[1].as_str().unwrap().starts_with("payments.ndjson:3: line is not JSON"), "{details:?}");
+    assert!(
+        details[0]
+            .as_str()
+            .unwrap()
+            .starts_with("payments.ndjson:2: column \"id\": \"two\" is not a long"),
+        "{details:?}"
+    );
+    assert!(
+        details[1]
+            .as_str()
+            .unwrap()
+            .starts_with("payments.ndjson:3: line is not JSON"),
+        "{details:?}"
+    );
 }
 
 #[tokio::test]
@@ -217,27 +267,41 @@ async fn the_same_content_lands_once_whatever_its_name() {
     let csv = b"campaign,clicks\nspring,10\nsummer,20\n";
     drop_file(&feed.drops(), "day1.csv", csv);
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_clicks", 2).await;
+    feed.wait_for("select count(*) from bronze.feed_clicks", 2)
+        .await;
     // Dropped again under its name, and as a renamed copy.
     std::fs::remove_file(feed.drops().join("day1.csv")).unwrap();
     drop_file(&feed.drops(), "day1.csv", csv);
     drop_file(&feed.drops(), "day1-copy.csv", csv);
     // A changed file under the same name is new.
     drop_file(&feed.drops(), "day2.csv", b"campaign,clicks\nautumn,30\n");
-    feed.wait_for("select count(*) from bronze.feed_clicks", 3).await;
+    feed.wait_for("select count(*) from bronze.feed_clicks", 3)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     running.stop().await;
-    feed.wait_for("select count(*) from bronze.feed_clicks", 3).await;
+    feed.wait_for("select count(*) from bronze.feed_clicks", 3)
+        .await;
     let files = feed
         .rows("select _file, count(*) from bronze.feed_clicks group by _file order by _file")
         .await;
-    assert_eq!(files, vec![vec![json!("day1.csv"), json!(2)], vec![json!("day2.csv"), json!(1)]]);
+    assert_eq!(
+        files,
+        vec![
+            vec![json!("day1.csv"), json!(2)],
+            vec![json!("day2.csv"), json!(1)]
+        ]
+    );
     // A file still being written (its .tmp name) is never read.
-    std::fs::write(feed.drops().join("day3.csv.tmp"), b"campaign,clicks\nwinter,").unwrap();
+    std::fs::write(
+        feed.drops().join("day3.csv.tmp"),
+        b"campaign,clicks\nwinter,",
+    )
+    .unwrap();
     let running = feed.start().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     running.stop().await;
-    feed.wait_for("select count(*) from bronze.feed_clicks", 3).await;
+    feed.wait_for("select count(*) from bronze.feed_clicks", 3)
+        .await;
 }
 
 fn parquet_file(columns: Vec<(&str, deltalake::arrow::array::ArrayRef)>) -> Vec<u8> {
@@ -261,14 +325,16 @@ async fn a_parquet_file_with_an_extra_column_adds_it() {
     ]);
     drop_file(&feed.drops(), "orders-1.parquet", &first);
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_orders", 2).await;
+    feed.wait_for("select count(*) from bronze.feed_orders", 2)
+        .await;
     let second = parquet_file(vec![
         ("order_id", Arc::new(Int64Array::from(vec![3])) as _),
         ("partner", Arc::new(StringArray::from(vec!["c"])) as _),
         ("fee", Arc::new(Float64Array::from(vec![1.25])) as _),
     ]);
     drop_file(&feed.drops(), "orders-2.parquet", &second);
-    feed.wait_for("select count(*) from bronze.feed_orders", 3).await;
+    feed.wait_for("select count(*) from bronze.feed_orders", 3)
+        .await;
     running.stop().await;
     let rows = feed
         .rows("select order_id, partner, fee, _file from bronze.feed_orders order by order_id")
@@ -297,7 +363,9 @@ async fn an_avro_file_lands_with_its_types() {
     )
     .unwrap();
     let mut writer = apache_avro::Writer::new(&schema, Vec::new());
-    for (network, installs, day, cost) in [("ads", 12, 20_423, Some(3.5)), ("social", 7, 20_424, None)] {
+    for (network, installs, day, cost) in
+        [("ads", 12, 20_423, Some(3.5)), ("social", 7, 20_424, None)]
+    {
         writer
             .append(Avro::Record(vec![
                 ("network".into(), Avro::String(network.into())),
@@ -313,9 +381,14 @@ async fn an_avro_file_lands_with_its_types() {
             ]))
             .unwrap();
     }
-    drop_file(&feed.drops(), "installs.avro", &writer.into_inner().unwrap());
+    drop_file(
+        &feed.drops(),
+        "installs.avro",
+        &writer.into_inner().unwrap(),
+    );
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_installs", 2).await;
+    feed.wait_for("select count(*) from bronze.feed_installs", 2)
+        .await;
     running.stop().await;
     let rows = feed
         .rows("select network, installs, day::varchar, cost, _row from bronze.feed_installs order by _row")
@@ -324,8 +397,20 @@ async fn an_avro_file_lands_with_its_types() {
     assert_eq!(
         rows,
         vec![
-            vec![json!("ads"), json!(12), json!("2025-12-01"), json!(3.5), json!(1)],
-            vec![json!("social"), json!(7), json!("2025-12-02"), Value::Null, json!(2)],
+            vec![
+                json!("ads"),
+                json!(12),
+                json!("2025-12-01"),
+                json!(3.5),
+                json!(1)
+            ],
+            vec![
+                json!("social"),
+                json!(7),
+                json!("2025-12-02"),
+                Value::Null,
+                json!(2)
+            ],
         ]
     );
 }
@@ -349,11 +434,21 @@ async fn killed_mid_file_every_row_lands_exactly_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let running = feed.start().await;
-    feed.wait_for("select count(*) from bronze.feed_events", rows).await;
+    feed.wait_for("select count(*) from bronze.feed_events", rows)
+        .await;
     running.stop().await;
     let check = feed
         .rows("select count(distinct id), count(distinct _row), min(id), max(id), sum(value) from bronze.feed_events")
         .await;
     let sum: i64 = (1..=rows).map(|i| i * 3).sum();
-    assert_eq!(check, vec![vec![json!(rows), json!(rows), json!(1), json!(rows), json!(sum)]]);
+    assert_eq!(
+        check,
+        vec![vec![
+            json!(rows),
+            json!(rows),
+            json!(1),
+            json!(rows),
+            json!(sum)
+        ]]
+    );
 }

@@ -84,7 +84,11 @@ impl Tail {
                 let entries = self.log.read(p, from, 1 << 20).await.unwrap();
                 let Some(last) = entries.last() else { break };
                 from = last.offset + 1;
-                out.extend(entries.iter().map(|e| LogRecord::decode(&e.payload).unwrap()));
+                out.extend(
+                    entries
+                        .iter()
+                        .map(|e| LogRecord::decode(&e.payload).unwrap()),
+                );
             }
         }
         out
@@ -134,7 +138,11 @@ fn line(i: usize) -> String {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     file.write_all(text.as_bytes()).unwrap();
 }
 
@@ -148,7 +156,10 @@ async fn lines_land_as_written_and_a_partial_line_waits_for_its_newline() {
     let running = t.start().await;
     // The file appears after the source started.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    append(&t.file(), &format!("{}{}\n   \nnot json\n", line(0), line(1)));
+    append(
+        &t.file(),
+        &format!("{}{}\n   \nnot json\n", line(0), line(1)),
+    );
     let half = line(2);
     let (head, tail) = half.split_at(30);
     append(&t.file(), head);
@@ -254,14 +265,22 @@ async fn rotation_by_rename_and_by_truncation_while_writing() {
     // Copy-truncate, with the file growing past the old position before
     // the source looks again: its first bytes tell it is another content.
     std::fs::copy(&path, path.with_extension("log.2")).unwrap();
-    OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     let burst: String = (1_000..2_000).map(line).collect();
     append(&path, &burst);
     assert_eq!(t.wait_for_events(2_000).await, ids(0..2_000));
 
     // A plain truncation to nothing, then more lines.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 2_000..2_100 {
         append(&path, &line(i));

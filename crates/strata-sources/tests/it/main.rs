@@ -1,8 +1,8 @@
 //! Real HTTP on loopback against a real embedded log.
 
 mod config;
-mod file_feed;
 mod cors;
+mod file_feed;
 mod harness;
 mod hostile;
 mod ingest;

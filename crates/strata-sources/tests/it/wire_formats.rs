@@ -70,9 +70,15 @@ async fn landed_as(format: WireFormat, body: Vec<u8>) -> (Value, Vec<BronzeEvent
 #[tokio::test]
 async fn every_message_type_lands_as_the_same_batch_sent_as_json() {
     let messages = every_type();
-    let (json_answer, from_json) =
-        landed_as(WireFormat::Json, WireFormat::Json.encode_batch(&messages, None).unwrap()).await;
-    assert_eq!(json_answer, json!({"success": true, "accepted": 6, "rejected": 0}));
+    let (json_answer, from_json) = landed_as(
+        WireFormat::Json,
+        WireFormat::Json.encode_batch(&messages, None).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        json_answer,
+        json!({"success": true, "accepted": 6, "rejected": 0})
+    );
     assert_eq!(from_json.len(), 6);
     for format in [WireFormat::Protobuf, WireFormat::Avro] {
         let body = format.encode_batch(&messages, None).unwrap();
@@ -108,14 +114,20 @@ async fn protobuf_structs_land_as_the_json_objects_they_hold() {
             .collect(),
         ..Default::default()
     };
-    let (_, from_json) =
-        landed_as(WireFormat::Json, WireFormat::Json.encode_batch(&messages, None).unwrap()).await;
+    let (_, from_json) = landed_as(
+        WireFormat::Json,
+        WireFormat::Json.encode_batch(&messages, None).unwrap(),
+    )
+    .await;
     let (answer, from_structs) =
         landed_as(WireFormat::Protobuf, prost::Message::encode_to_vec(&batch)).await;
     assert_eq!(answer["accepted"], 6);
     assert_eq!(from_structs, from_json);
     // Whole numbers come back as integers, fractions as they were.
-    let track = from_structs.iter().find(|e| e.event_id == "m-track").unwrap();
+    let track = from_structs
+        .iter()
+        .find(|e| e.event_id == "m-track")
+        .unwrap();
     let properties: Value = serde_json::from_str(track.properties.as_deref().unwrap()).unwrap();
     assert_eq!(properties["count"], json!(3));
     assert_eq!(properties["revenue"], json!(19.5));
@@ -168,15 +180,27 @@ async fn gzip_protobuf_and_avro_are_read() {
             .await
             .unwrap();
         let (status, answer) = json_of(response).await;
-        assert_eq!((status, answer["accepted"].clone()), (200, json!(6)), "{format:?}");
+        assert_eq!(
+            (status, answer["accepted"].clone()),
+            (200, json!(6)),
+            "{format:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_corrupt_body_is_400_and_kept_whole() {
     let cases = [
-        (WireFormat::Protobuf, vec![0x0a, 0xff, 0xff, 0x01, 0x02], RejectReason::InvalidProtobuf),
-        (WireFormat::Avro, b"Obj\x01 not really avro".to_vec(), RejectReason::InvalidAvro),
+        (
+            WireFormat::Protobuf,
+            vec![0x0a, 0xff, 0xff, 0x01, 0x02],
+            RejectReason::InvalidProtobuf,
+        ),
+        (
+            WireFormat::Avro,
+            b"Obj\x01 not really avro".to_vec(),
+            RejectReason::InvalidAvro,
+        ),
     ];
     for (format, body, reason) in cases {
         let h = Harness::start().await;
@@ -188,7 +212,9 @@ async fn a_corrupt_body_is_400_and_kept_whole() {
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].reason, reason);
         let kept = q[0].raw.strip_prefix("base64:").unwrap();
-        let kept = base64::engine::general_purpose::STANDARD.decode(kept).unwrap();
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(kept)
+            .unwrap();
         assert_eq!(kept, body, "{format:?}: the raw body is kept byte for byte");
     }
 }
@@ -207,7 +233,10 @@ async fn an_oversize_message_is_rejected_and_the_rest_accepted() {
         let (status, answer) =
             send_as(&h, format, format.encode_batch(&messages, None).unwrap()).await;
         assert_eq!(status, 200, "{format:?}");
-        assert_eq!(answer, json!({"success": true, "accepted": 2, "rejected": 2}));
+        assert_eq!(
+            answer,
+            json!({"success": true, "accepted": 2, "rejected": 2})
+        );
         let mut reasons: Vec<_> = h.quarantined().await.iter().map(|q| q.reason).collect();
         reasons.sort_by_key(|r| r.as_str());
         assert_eq!(
@@ -238,7 +267,10 @@ async fn an_avro_file_is_read_by_its_own_schema() {
         .append(Avro::Record(vec![
             ("type".into(), Avro::Enum(0, "track".into())),
             ("message_id".into(), Avro::String("e1".into())),
-            ("user_id".into(), Avro::Union(1, Box::new(Avro::String("u9".into())))),
+            (
+                "user_id".into(),
+                Avro::Union(1, Box::new(Avro::String("u9".into()))),
+            ),
             ("event".into(), Avro::String("Played".into())),
             ("timestamp".into(), Avro::TimestampMillis(1_764_583_200_000)),
             (
@@ -248,12 +280,19 @@ async fn an_avro_file_is_read_by_its_own_schema() {
         ]))
         .unwrap();
     let h = Harness::start().await;
-    let (status, answer) =
-        send_as(&h, WireFormat::Avro, writer.into_inner().unwrap()).await;
-    assert_eq!((status, answer["accepted"].clone()), (200, json!(1)), "{answer}");
+    let (status, answer) = send_as(&h, WireFormat::Avro, writer.into_inner().unwrap()).await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (200, json!(1)),
+        "{answer}"
+    );
     let e = &h.events().await[0];
     assert_eq!(
-        (e.event_id.as_str(), e.user_id.as_deref(), e.event_name.as_str()),
+        (
+            e.event_id.as_str(),
+            e.user_id.as_deref(),
+            e.event_name.as_str()
+        ),
         ("e1", Some("u9"), "Played")
     );
     // 2025-12-01T10:00:00Z

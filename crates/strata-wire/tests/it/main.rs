@@ -9,7 +9,10 @@ use strata_wire::protobuf::{json_to_struct, pb, struct_to_json};
 fn content_types_name_their_formats() {
     for (header, format) in [
         ("application/x-protobuf", WireFormat::Protobuf),
-        ("application/x-protobuf; charset=binary", WireFormat::Protobuf),
+        (
+            "application/x-protobuf; charset=binary",
+            WireFormat::Protobuf,
+        ),
         ("Application/Avro", WireFormat::Avro),
         ("application/json", WireFormat::Json),
         ("text/plain", WireFormat::Json),

@@ -58,15 +58,23 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     println!("| metric | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(formats.len()));
     row("durable events/s", &|f| format!("{:.0}", f.rate));
-    row("requests", &|f| format!("{} ({} failed)", f.requests, f.failures));
+    row("requests", &|f| {
+        format!("{} ({} failed)", f.requests, f.failures)
+    });
     row("latency p50", &|f| ms(f.latencies.value_at_quantile(0.50)));
     row("latency p99", &|f| ms(f.latencies.value_at_quantile(0.99)));
     row("latency max", &|f| ms(f.latencies.max()));
     row("server peak RSS", &|f| format!("{:.0} MiB", f.peak_rss));
     row("bronze lag while loading (max)", &|f| {
-        format!("{} events ≈ {:.1} s", f.max_lag, f.max_lag as f64 / f.rate.max(1.0))
+        format!(
+            "{} events ≈ {:.1} s",
+            f.max_lag,
+            f.max_lag as f64 / f.rate.max(1.0)
+        )
     });
-    row("bronze catch-up after load stops", &|f| format!("{:.1} s", f.drain));
+    row("bronze catch-up after load stops", &|f| {
+        format!("{:.1} s", f.drain)
+    });
     row("clean shutdown", &|f| format!("{:.1} s", f.stop));
     if let Some(json) = runs.first() {
         for (format, run) in formats.iter().zip(&runs).skip(1) {
@@ -84,7 +92,11 @@ pub async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> Result<()> {
     Ok(())
 }
 
-async fn ingest_as(global: &GlobalArgs, args: &BenchIngestArgs, format: WireFormat) -> Result<Figures> {
+async fn ingest_as(
+    global: &GlobalArgs,
+    args: &BenchIngestArgs,
+    format: WireFormat,
+) -> Result<Figures> {
     let dir = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port()?;

@@ -26,7 +26,9 @@ pub async fn run(args: BenchFeedsArgs) -> Result<()> {
         "feeds of {rows} rows (~{} MiB as CSV) into a strata serve child",
         args.mib
     );
-    println!("| file | bytes | rows | rows/s into bronze | seconds | server peak RSS |\n|---|---|---|---|---|---|");
+    println!(
+        "| file | bytes | rows | rows/s into bronze | seconds | server peak RSS |\n|---|---|---|---|---|---|"
+    );
     for format in ["csv", "parquet"] {
         let run_dir = dir.join(format);
         let drops = run_dir.join("drops");
@@ -50,7 +52,8 @@ pub async fn run(args: BenchFeedsArgs) -> Result<()> {
         let mut child = ChildServer::spawn(&run_dir.join("data"), port, Some(&config))?;
         wait_ready(&format!("http://127.0.0.1:{port}")).await?;
         let started = Instant::now();
-        std::fs::rename(&staged, drops.join(format!("spend.{format}"))).map_err(CliError::runtime)?;
+        std::fs::rename(&staged, drops.join(format!("spend.{format}")))
+            .map_err(CliError::runtime)?;
         let lake = Lake::new(run_dir.join("data").join("lake"));
         let deadline = started + Duration::from_secs(args.timeout);
         loop {
@@ -103,7 +106,13 @@ fn row(i: u64) -> (String, &'static str, &'static str, f64, i64) {
     let day = format!("2026-{:02}-{:02}", 1 + (i / 28) % 12, 1 + i % 28);
     let campaign = CAMPAIGNS[(i % CAMPAIGNS.len() as u64) as usize];
     let country = ["DE", "US", "FR", "BR", "JP"][(i % 5) as usize];
-    (day, campaign, country, (i % 10_000) as f64 / 100.0, (i % 997) as i64)
+    (
+        day,
+        campaign,
+        country,
+        (i % 10_000) as f64 / 100.0,
+        (i % 997) as i64,
+    )
 }
 
 fn write_csv(path: &std::path::Path, rows: u64) -> Result<u64> {
@@ -112,8 +121,11 @@ fn write_csv(path: &std::path::Path, rows: u64) -> Result<u64> {
     writeln!(out, "day,campaign,country,spend,clicks,note").map_err(CliError::runtime)?;
     for i in 0..rows {
         let (day, campaign, country, spend, clicks) = row(i);
-        writeln!(out, "{day},{campaign},{country},{spend},{clicks},partner export row {i:08}")
-            .map_err(CliError::runtime)?;
+        writeln!(
+            out,
+            "{day},{campaign},{country},{spend},{clicks},partner export row {i:08}"
+        )
+        .map_err(CliError::runtime)?;
     }
     out.flush().map_err(CliError::runtime)?;
     Ok(std::fs::metadata(path).map_err(CliError::runtime)?.len())
@@ -128,19 +140,46 @@ fn write_parquet(path: &std::path::Path, rows: u64) -> Result<u64> {
     while at < rows {
         let n = step.min(rows - at);
         let items: Vec<_> = (at..at + n).map(row).collect();
-        let notes: Vec<String> = (at..at + n).map(|i| format!("partner export row {i:08}")).collect();
+        let notes: Vec<String> = (at..at + n)
+            .map(|i| format!("partner export row {i:08}"))
+            .collect();
         let batch = RecordBatch::try_from_iter([
-            ("day", Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.0.as_str()))) as _),
-            ("campaign", Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.1))) as _),
-            ("country", Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.2))) as _),
-            ("spend", Arc::new(Float64Array::from_iter_values(items.iter().map(|r| r.3))) as _),
-            ("clicks", Arc::new(Int64Array::from_iter_values(items.iter().map(|r| r.4))) as _),
-            ("note", Arc::new(StringArray::from_iter_values(notes.iter().map(String::as_str))) as _),
+            (
+                "day",
+                Arc::new(StringArray::from_iter_values(
+                    items.iter().map(|r| r.0.as_str()),
+                )) as _,
+            ),
+            (
+                "campaign",
+                Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.1))) as _,
+            ),
+            (
+                "country",
+                Arc::new(StringArray::from_iter_values(items.iter().map(|r| r.2))) as _,
+            ),
+            (
+                "spend",
+                Arc::new(Float64Array::from_iter_values(items.iter().map(|r| r.3))) as _,
+            ),
+            (
+                "clicks",
+                Arc::new(Int64Array::from_iter_values(items.iter().map(|r| r.4))) as _,
+            ),
+            (
+                "note",
+                Arc::new(StringArray::from_iter_values(
+                    notes.iter().map(String::as_str),
+                )) as _,
+            ),
         ])
         .map_err(CliError::runtime)?;
         if writer.is_none() {
-            let file = file.take().ok_or_else(|| CliError::Runtime("writer".into()))?;
-            writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(CliError::runtime)?);
+            let file = file
+                .take()
+                .ok_or_else(|| CliError::Runtime("writer".into()))?;
+            writer =
+                Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(CliError::runtime)?);
         }
         if let Some(writer) = &mut writer {
             writer.write(&batch).map_err(CliError::runtime)?;

@@ -141,10 +141,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<()> {
         let progress = indicatif::ProgressBar::hidden();
         let mut backend = BackendLog::open(live_backend.as_deref());
         let live = merge_by_send_time(shops).filter(move |g| !backend.takes(g));
-        if let Err(e) = poster
-            .send_all(live, 0, 100, Pacing::Live, &progress)
-            .await
-        {
+        if let Err(e) = poster.send_all(live, 0, 100, Pacing::Live, &progress).await {
             eprintln!("demo traffic stopped: {e}");
         }
     });
@@ -208,7 +205,10 @@ fn add_backend_log(config: &mut strata_core::Config) -> Result<Option<std::path:
         .map_err(|e| CliError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join("backend-orders.log");
     let mut options = toml::Table::new();
-    options.insert("path".into(), toml::Value::String(path.display().to_string()));
+    options.insert(
+        "path".into(),
+        toml::Value::String(path.display().to_string()),
+    );
     config.sources.push(strata_core::config::SourceConfig {
         name: BACKEND_SOURCE.into(),
         kind: "log_file".into(),
@@ -230,7 +230,10 @@ fn add_partner_feed(config: &mut strata_core::Config) -> Result<Option<std::path
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
     let mut options = toml::Table::new();
-    options.insert("path".into(), toml::Value::String(dir.display().to_string()));
+    options.insert(
+        "path".into(),
+        toml::Value::String(dir.display().to_string()),
+    );
     options.insert("format".into(), "csv".into());
     options.insert("table".into(), "ad_spend".into());
     config.sources.push(strata_core::config::SourceConfig {
@@ -261,7 +264,9 @@ fn write_ad_spend(dir: &std::path::Path, start: chrono::NaiveDate, seed: u64) ->
                 let impressions = 20_000 + k * 37;
                 let clicks = impressions / (40 + (k % 30));
                 let spend = clicks as f64 * (0.4 + (k % 50) as f64 / 100.0);
-                text.push_str(&format!("{day},{campaign},{impressions},{clicks},{spend:.2}\n"));
+                text.push_str(&format!(
+                    "{day},{campaign},{impressions},{clicks},{spend:.2}\n"
+                ));
             }
             let tmp = dir.join(format!("{name}.tmp"));
             std::fs::write(&tmp, text)

@@ -73,7 +73,7 @@ fn write_file(
     let mut count = 0u64;
     let tick = |count: &mut u64| {
         *count += 1;
-        if *count % 10_000 == 0 {
+        if count.is_multiple_of(10_000) {
             progress.set_position(*count);
         }
     };

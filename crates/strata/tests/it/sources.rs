@@ -26,7 +26,10 @@ fn wait_for(data: &Path, sql: &str, expected: &str, within: Duration) {
         if got.as_deref() == Some(expected) {
             return;
         }
-        assert!(Instant::now() < deadline, "{sql}: {got:?}, expected {expected}");
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: {got:?}, expected {expected}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -83,7 +86,10 @@ fn killed_with_minus_nine_mid_file_and_mid_log_every_row_and_line_lands_once() {
         let saved: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         killed_mid_file += usize::from(!saved["in_progress"].is_null());
     }
-    assert!(killed_mid_file > 0, "no kill landed while the file was being read");
+    assert!(
+        killed_mid_file > 0,
+        "no kill landed while the file was being read"
+    );
     let served = Served::start_with(&data, &["--config", &config]);
     let within = Duration::from_secs(240);
     wait_for(
@@ -108,7 +114,11 @@ fn killed_with_minus_nine_mid_file_and_mid_log_every_row_and_line_lands_once() {
         Some(rows.to_string().as_str())
     );
     assert_eq!(
-        count(&data, "select count(*) from bronze.events where source = 'backend'").as_deref(),
+        count(
+            &data,
+            "select count(*) from bronze.events where source = 'backend'"
+        )
+        .as_deref(),
         Some(lines.to_string().as_str())
     );
 }
