@@ -18,3 +18,13 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
+impl Error {
+    /// The error of an I/O call on `path`, for `map_err`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

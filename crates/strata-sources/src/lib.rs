@@ -14,6 +14,7 @@ mod messages;
 pub mod postgres_cdc;
 pub mod producer;
 pub mod prometheus;
+mod state_file;
 
 use std::path::PathBuf;
 

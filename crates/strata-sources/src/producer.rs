@@ -65,6 +65,31 @@ impl Producer {
         &self.log
     }
 
+    /// Calls `each` with every record of `partition` from `from` (or the
+    /// earliest retained offset) to the end of the log, as a source that
+    /// resumes reads back what it landed before a restart. Records that do
+    /// not decode are not its own and are passed over.
+    pub async fn scan(
+        &self,
+        partition: u32,
+        from: u64,
+        mut each: impl FnMut(LogRecord),
+    ) -> Result<(), LogError> {
+        let mut from = from.max(self.log.start_offset(partition)?);
+        loop {
+            let entries = self.log.read(partition, from, 4 << 20).await?;
+            let Some(last) = entries.last() else {
+                return Ok(());
+            };
+            from = last.offset + 1;
+            for entry in &entries {
+                if let Ok(record) = LogRecord::decode(&entry.payload) {
+                    each(record);
+                }
+            }
+        }
+    }
+
     pub fn outbox(&self) -> Outbox {
         Outbox {
             per_partition: vec![Vec::new(); self.log.partition_count() as usize],

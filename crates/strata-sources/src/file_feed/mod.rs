@@ -229,7 +229,7 @@ impl FileFeed {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let sha256 = hash_file(&path).await.map_err(|e| io_error(&path, e))?;
+            let sha256 = hash_file(&path).await.map_err(Error::io(&path))?;
             let name = file_name(&path);
             if let Some(done) = self.state.completed.get(&sha256) {
                 let same_file = done.file == name && done.len == len && done.modified == modified;
@@ -269,7 +269,7 @@ impl FileFeed {
     /// and have not been dealt with, oldest first.
     fn settled_files(&mut self) -> Result<Vec<(PathBuf, u64, i64)>> {
         let dir = &self.config.dir;
-        let listing = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+        let listing = std::fs::read_dir(dir).map_err(Error::io(dir))?;
         let mut files = Vec::new();
         for entry in listing.flatten() {
             let path = entry.path();
@@ -343,24 +343,18 @@ impl FileFeed {
     /// The row after the last one of the file's chunks in the log, and
     /// whether its last chunk is there.
     async fn landed_so_far(&self, progress: &InProgress) -> Result<(u64, bool)> {
-        let log = self.producer.log();
-        let partition = progress.log_partition;
-        let mut from = progress.log_offset.max(log.start_offset(partition)?);
         let (mut end_row, mut last) = (0u64, false);
-        loop {
-            let entries = log.read(partition, from, 4 << 20).await?;
-            let Some(tail) = entries.last() else { break };
-            from = tail.offset + 1;
-            for entry in &entries {
-                if let Ok(LogRecord::Feed(chunk)) = LogRecord::decode(&entry.payload)
+        self.producer
+            .scan(progress.log_partition, progress.log_offset, |record| {
+                if let LogRecord::Feed(chunk) = record
                     && chunk.source == self.name
                     && chunk.sha256 == progress.sha256
                 {
                     end_row = end_row.max(chunk.end_row);
                     last |= chunk.last;
                 }
-            }
-        }
+            })
+            .await?;
         Ok((end_row, last))
     }
 
@@ -505,13 +499,6 @@ async fn hash_file(path: &Path) -> std::io::Result<String> {
     })
     .await
     .map_err(std::io::Error::other)?
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 impl Source for FileFeed {

@@ -9,8 +9,7 @@
 //! the next row. No row lands twice, none is skipped.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -70,12 +69,7 @@ pub fn load(path: &Path) -> crate::Result<FeedState> {
                 ..FeedState::default()
             });
         }
-        Err(source) => {
-            return Err(crate::Error::Io {
-                path: path.display().to_string(),
-                source,
-            });
-        }
+        Err(e) => return Err(crate::Error::io(path)(e)),
     };
     let state: FeedState = serde_json::from_str(&text).map_err(|e| {
         crate::Error::Config(format!(
@@ -95,19 +89,5 @@ pub fn load(path: &Path) -> crate::Result<FeedState> {
 
 /// Replaces the state atomically and durably.
 pub fn store(path: &Path, state: &FeedState) -> crate::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(state).unwrap_or_default();
-    let write = || -> io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut file = File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|source| crate::Error::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    crate::state_file::store(path, state)
 }

@@ -9,7 +9,7 @@
 //! twice or lost.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -83,7 +83,7 @@ pub fn load(path: &Path) -> crate::Result<Option<Checkpoint>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, e)),
+        Err(e) => return Err(crate::Error::io(path)(e)),
     };
     let checkpoint: Checkpoint = serde_json::from_str(&text).map_err(|e| {
         crate::Error::Config(format!(
@@ -103,18 +103,7 @@ pub fn load(path: &Path) -> crate::Result<Option<Checkpoint>> {
 
 /// Replaces the checkpoint atomically and durably.
 pub fn store(path: &Path, checkpoint: &Checkpoint) -> crate::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(checkpoint).unwrap_or_default();
-    let write = || -> io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| io_error(path, e))
+    crate::state_file::store(path, checkpoint)
 }
 
 /// The file in `path`'s directory with this identity: `path` itself, or
@@ -134,11 +123,4 @@ pub fn find(path: &Path, identity: &FileIdentity) -> Option<(PathBuf, File)> {
         }
     }
     None
-}
-
-fn io_error(path: &Path, source: io::Error) -> crate::Error {
-    crate::Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }

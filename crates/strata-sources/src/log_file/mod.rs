@@ -150,7 +150,7 @@ impl LogFileSource {
             };
             tracing::info!(source = %self.name, file = %open.path.display(), "log file truncated; reading it from its start");
             let path = open.path.clone();
-            let file = File::open(&path).map_err(|e| io_error(&path, e))?;
+            let file = File::open(&path).map_err(Error::io(&path))?;
             self.start_file(path, file).await?;
             return Ok(Progress::More);
         }
@@ -160,10 +160,7 @@ impl LogFileSource {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
-            let line = open
-                .reader
-                .next_line()
-                .map_err(|e| io_error(&open.path, e))?;
+            let line = open.reader.next_line().map_err(Error::io(&open.path))?;
             let Some(line) = line else { break };
             bytes += match &line {
                 Line::Complete { text, .. } => text.len(),
@@ -186,11 +183,8 @@ impl LogFileSource {
             return Ok(false);
         };
         let file = open.reader.file();
-        let len = file.metadata().map_err(|e| io_error(&open.path, e))?.len();
-        let same = open
-            .identity
-            .matches(file)
-            .map_err(|e| io_error(&open.path, e))?;
+        let len = file.metadata().map_err(Error::io(&open.path))?.len();
+        let same = open.identity.matches(file).map_err(Error::io(&open.path))?;
         Ok(len < open.reader.position() || !same)
     }
 
@@ -203,7 +197,7 @@ impl LogFileSource {
             .reader
             .file()
             .metadata()
-            .map_err(|e| io_error(&open.path, e))?
+            .map_err(Error::io(&open.path))?
             .len();
         if len != open.last_len {
             open.last_len = len;
@@ -244,7 +238,7 @@ impl LogFileSource {
     /// Reads `file` from its start, with a checkpoint that says so before
     /// any of its lines is sent.
     async fn start_file(&mut self, path: PathBuf, file: File) -> Result<()> {
-        let identity = FileIdentity::of(&file, 0).map_err(|e| io_error(&path, e))?;
+        let identity = FileIdentity::of(&file, 0).map_err(Error::io(&path))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.open = Some(OpenFile {
             reader: LineReader::new(file, 0, self.limits.max_message_bytes),
@@ -329,8 +323,8 @@ impl LogFileSource {
         // file rewritten since must not pass for the one read.
         let known = (open.identity.fingerprint.len() / 2) as u64;
         if known < position.min(FINGERPRINT_BYTES) {
-            open.identity = FileIdentity::of(open.reader.file(), position)
-                .map_err(|e| io_error(&open.path, e))?;
+            open.identity =
+                FileIdentity::of(open.reader.file(), position).map_err(Error::io(&open.path))?;
         }
         let identity = open.identity.clone();
         let checkpoint = Checkpoint {
@@ -365,7 +359,7 @@ impl LogFileSource {
         let mut reader = LineReader::new(file, saved.position, self.limits.max_message_bytes);
         let mut skip = landed;
         while skip > 0 {
-            let line = match reader.next_line().map_err(|e| io_error(&path, e))? {
+            let line = match reader.next_line().map_err(Error::io(&path))? {
                 Some(line) => line,
                 None if rotated => match reader.take_rest() {
                     Some(line) => line,
@@ -395,22 +389,17 @@ impl LogFileSource {
     /// The source's records in its partition at and past the checkpoint's
     /// offset: lines landed after the checkpoint was written.
     async fn records_since(&self, saved: &Checkpoint) -> Result<u64> {
-        let log = self.producer.log();
-        let mut from = saved.log_offset.max(log.start_offset(saved.log_partition)?);
         let mut count = 0;
-        loop {
-            let entries = log.read(saved.log_partition, from, 4 << 20).await?;
-            let Some(last) = entries.last() else { break };
-            from = last.offset + 1;
-            for entry in &entries {
-                let ours = match LogRecord::decode(&entry.payload) {
-                    Ok(LogRecord::Event(e)) => e.source == self.name,
-                    Ok(LogRecord::Quarantine(q)) => q.source == self.name,
+        self.producer
+            .scan(saved.log_partition, saved.log_offset, |record| {
+                let ours = match record {
+                    LogRecord::Event(e) => e.source == self.name,
+                    LogRecord::Quarantine(q) => q.source == self.name,
                     _ => false,
                 };
                 count += u64::from(ours);
-            }
-        }
+            })
+            .await?;
         Ok(count)
     }
 }
@@ -419,13 +408,6 @@ enum Progress {
     /// More may be ready right away.
     More,
     Idle,
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 impl Source for LogFileSource {

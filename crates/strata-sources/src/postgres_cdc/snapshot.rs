@@ -11,7 +11,6 @@
 //! position see the new copy win.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,19 +53,12 @@ fn marker_path(dir: &Path) -> PathBuf {
     dir.join(MARKER)
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 pub(super) fn read_marker(dir: &Path) -> Result<Option<Marker>> {
     let path = marker_path(dir);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(&path)(e)),
+        Err(e) => return Err(Error::io(&path)(e)),
     };
     match serde_json::from_slice(&bytes) {
         Ok(marker) => Ok(Some(marker)),
@@ -79,22 +71,9 @@ pub(super) fn read_marker(dir: &Path) -> Result<Option<Marker>> {
     }
 }
 
-/// Written to a temporary file, synced, renamed over the marker and the
-/// directory synced: a crash leaves the old marker or the new, never half.
+/// Replaced atomically: a crash leaves the old marker or the new, never half.
 pub(super) fn write_marker(dir: &Path, marker: &Marker) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let path = marker_path(dir);
-    let tmp = dir.join(format!("{MARKER}.tmp"));
-    let bytes = serde_json::to_vec_pretty(marker).unwrap_or_default();
-    let mut file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(&bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))?;
-    Ok(())
+    crate::state_file::store(&marker_path(dir), marker)
 }
 
 pub(super) fn remove_marker(dir: &Path) -> Result<()> {
@@ -102,7 +81,7 @@ pub(super) fn remove_marker(dir: &Path) -> Result<()> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(&path)(e)),
+        Err(e) => Err(Error::io(&path)(e)),
     }
 }
 

@@ -13,9 +13,8 @@ use strata_lake::Lake;
 use strata_lake::bronze::BronzeLoader;
 use strata_log::{EmbeddedLog, EmbeddedLogConfig};
 use strata_sources::{Producer, Source, SourceContext};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::harness::Running;
 use crate::postgres_cdc::harness::query;
 
 const SOURCE: &str = "partners";
@@ -25,18 +24,6 @@ struct Feed {
     log: Arc<EmbeddedLog>,
     lake: Lake,
     options: toml::Table,
-}
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap();
-    }
 }
 
 impl Feed {
@@ -85,11 +72,7 @@ impl Feed {
     }
 
     async fn start(&self) -> Running {
-        let mut source = self.source();
-        source.start().await.unwrap();
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(async move { source.run(shutdown).await.unwrap() });
-        Running { stop, task }
+        Running::run(self.source()).await
     }
 
     /// Loads the log into bronze until `sql` answers `n` (one count).

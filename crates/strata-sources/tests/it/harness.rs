@@ -86,21 +86,7 @@ impl Harness {
 
     /// Every record durable in the log, across partitions.
     pub async fn records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for p in 0..self.log.partition_count() {
-            let mut from = 0;
-            loop {
-                let entries = self.log.read(p, from, 1 << 20).await.unwrap();
-                let Some(last) = entries.last() else { break };
-                from = last.offset + 1;
-                out.extend(
-                    entries
-                        .iter()
-                        .map(|e| LogRecord::decode(&e.payload).unwrap()),
-                );
-            }
-        }
-        out
+        records_of(self.log.as_ref()).await
     }
 
     pub async fn events(&self) -> Vec<strata_core::BronzeEvent> {
@@ -133,4 +119,46 @@ pub async fn json_of(response: reqwest::Response) -> (u16, serde_json::Value) {
         status,
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Every record durable in `log`, partition after partition, each in log
+/// order.
+pub async fn records_of(log: &dyn Log) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for p in 0..log.partition_count() {
+        let mut from = 0;
+        loop {
+            let entries = log.read(p, from, 1 << 20).await.unwrap();
+            let Some(last) = entries.last() else { break };
+            from = last.offset + 1;
+            out.extend(
+                entries
+                    .iter()
+                    .map(|e| LogRecord::decode(&e.payload).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+/// A source running on a task of its own until told to stop (or aborted,
+/// as a crash would stop it).
+pub struct Running {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts `source` and runs it.
+    pub async fn run(mut source: Box<dyn strata_sources::Source>) -> Self {
+        source.start().await.unwrap();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { source.run(shutdown).await.unwrap() });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
 }

@@ -11,21 +11,16 @@ use std::time::{Duration, Instant};
 use strata_core::config::SourceConfig;
 use strata_core::event::{LogRecord, RejectReason};
 use strata_lake::Lake;
-use strata_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use strata_log::{EmbeddedLog, EmbeddedLogConfig};
+
+use crate::harness::{Running, records_of};
 use strata_sources::{Producer, Source, SourceContext};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const SOURCE: &str = "backend";
 
 struct Tail {
     dir: tempfile::TempDir,
     log: Arc<EmbeddedLog>,
-}
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
 }
 
 impl Tail {
@@ -68,30 +63,12 @@ impl Tail {
     }
 
     async fn start(&self) -> Running {
-        let mut source = self.source();
-        source.start().await.unwrap();
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(async move { source.run(shutdown).await.unwrap() });
-        Running { stop, task }
+        Running::run(self.source()).await
     }
 
-    /// The source's records in the log, in log order.
+    /// The records in the log.
     async fn records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for p in 0..self.log.partition_count() {
-            let mut from = 0;
-            loop {
-                let entries = self.log.read(p, from, 1 << 20).await.unwrap();
-                let Some(last) = entries.last() else { break };
-                from = last.offset + 1;
-                out.extend(
-                    entries
-                        .iter()
-                        .map(|e| LogRecord::decode(&e.payload).unwrap()),
-                );
-            }
-        }
-        out
+        records_of(self.log.as_ref()).await
     }
 
     /// Message ids landed, with how often each landed.
@@ -120,13 +97,6 @@ impl Tail {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap();
     }
 }
 
